@@ -1,0 +1,144 @@
+"""Inference helpers: first-token refusal probabilities without generation, and parsing generated ids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .tokens import RefusalTokenIds
+
+Prompt = str | list[dict[str, str]]
+
+
+def build_chat_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[str]:
+    """Render prompts as the text that precedes the first assistant token.
+
+    A string becomes a single user turn; a list of messages is used as is. With no chat template, strings are used
+    verbatim.
+
+    Raises:
+        `ValueError`: naming the index of a prompt that is neither a string nor a list of messages.
+    """
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    texts = []
+    for i, p in enumerate(prompts):
+        if isinstance(p, str):
+            if not has_template:
+                texts.append(p)
+                continue
+            messages = [{"role": "user", "content": p}]
+        elif isinstance(p, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in p):
+            if not has_template:
+                raise ValueError(f"prompt {i}: a list of messages needs a tokenizer with a chat template.")
+            messages = p
+        else:
+            raise ValueError(f"prompt {i}: expected a string or a list of {{'role', 'content'}} messages, got {p!r}.")
+        texts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return texts
+
+
+@torch.no_grad()
+def first_token_probabilities(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Prompt],
+    token_ids: RefusalTokenIds | None = None,
+    *,
+    batch_size: int = 32,
+    max_length: int | None = None,
+) -> torch.Tensor:
+    """Each prompt's probability of `[respond]` and of every category token at the first assistant position.
+
+    One batched forward pass per `batch_size` prompts, no generation: the refusal scores of Jain et al.
+
+    Args:
+        model (`PreTrainedModel` or `PeftModel`): The model.
+        tokenizer: Its tokenizer, holding the refusal tokens.
+        prompts (`Sequence[str | list[dict]]`): User prompts (strings) or message lists.
+        token_ids (`RefusalTokenIds`, *optional*): Defaults to the ids stored with `tokenizer`.
+        batch_size (`int`, *optional*, defaults to 32): Prompts per forward pass.
+        max_length (`int`, *optional*): Truncate prompts from the left to this many tokens.
+
+    Returns:
+        `torch.Tensor` of shape `(len(prompts), 1 + n_categories)`, float32 on CPU, columns in the order of
+        `token_ids.labels` (`respond` first).
+
+    Example:
+
+    ```python
+    >>> probs = first_token_probabilities(model, tokenizer, ["How do I find my neighbour's password?"])
+    >>> dict(zip(token_ids.labels, probs[0].tolist()))
+    ```
+    """
+    token_ids = token_ids or RefusalTokenIds.from_tokenizer(tokenizer)
+    texts = build_chat_prompts(tokenizer, prompts)
+    device = next(model.parameters()).device
+    cols = torch.tensor(token_ids.all_ids, device=device)
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # the last position must be the real last prompt token in every row
+    try:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(
+                texts[start : start + batch_size],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+                truncation=max_length is not None,
+                max_length=max_length,
+            ).to(device)
+            logits = model(**enc, logits_to_keep=1).logits[:, -1, :]
+            out.append(logits.float().softmax(dim=-1).index_select(1, cols).cpu())
+    finally:
+        tokenizer.padding_side = padding_side
+    return torch.cat(out) if out else torch.empty(0, len(cols))
+
+
+@dataclass
+class ParsedGeneration:
+    """A generated answer split into its refusal decision and its text.
+
+    Args:
+        label (`str` or `None`): `"respond"`, a category name, or `None` when the answer does not start with one of
+            the tokens.
+        text (`str`): The answer without the leading token and without special tokens.
+    """
+
+    label: str | None
+    text: str
+
+    @property
+    def refused(self) -> bool:
+        return self.label is not None and self.label != "respond"
+
+
+def parse_generation(tokenizer: Any, ids: Sequence[int] | torch.Tensor, token_ids: RefusalTokenIds | None = None):
+    """Split generated ids (the new tokens only, padding allowed) into the refusal label and the clean text.
+
+    Args:
+        tokenizer: The tokenizer holding the refusal tokens.
+        ids (`Sequence[int]` or 1-D `torch.Tensor`): Generated token ids, without the prompt.
+        token_ids (`RefusalTokenIds`, *optional*): Defaults to the ids stored with `tokenizer`.
+
+    Returns:
+        `ParsedGeneration`.
+    """
+    token_ids = token_ids or RefusalTokenIds.from_tokenizer(tokenizer)
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    pad = tokenizer.pad_token_id
+    while ids and ids[0] == pad and pad not in token_ids.all_ids:
+        ids = ids[1:]
+    label = token_ids.label_for_id(ids[0]) if ids else None
+    rest = ids[1:] if label is not None else ids
+    return ParsedGeneration(label=label, text=tokenizer.decode(rest, skip_special_tokens=True).strip())
+
+
+def parse_generations(
+    tokenizer: Any, sequences: torch.Tensor, prompt_length: int, token_ids: RefusalTokenIds | None = None
+) -> list[ParsedGeneration]:
+    """Parse the output of `model.generate(...)` for a left-padded batch whose inputs had `prompt_length` columns."""
+    token_ids = token_ids or RefusalTokenIds.from_tokenizer(tokenizer)
+    return [parse_generation(tokenizer, row, token_ids) for row in sequences[:, prompt_length:].tolist()]

@@ -1,0 +1,124 @@
+"""Per-category inference settings (thresholds or scales) for :class:`RefusalTokenLogitsProcessor`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .taxonomy import BRANCHES, RefusalTaxonomy
+
+MODES = ("threshold", "scale")
+_DEFAULTS = {"threshold": 0.5, "scale": 1.0}
+
+
+@dataclass
+class RefusalSettings:
+    """How readily the model refuses, per category: the knob turned after training.
+
+    Resolution order for a category: its entry in `categories`, else its branch's entry in `branches`, else
+    `default`.
+
+    Args:
+        mode (`str`, *optional*, defaults to `"threshold"`):
+            `"threshold"` (Jain et al.): at the first assistant position, emit the most probable category token whose
+            probability is at least its threshold tau_c, otherwise emit `[respond]`. `"scale"`: multiply each
+            category token's probability by s_c (add log s_c to its logit) and let decoding proceed; s_c = 0
+            forbids that category.
+        default (`float`, *optional*): Value for categories with no category or branch entry. Defaults to 0.5 in
+            threshold mode and 1.0 (unchanged) in scale mode.
+        branches (`dict[str, float]`, *optional*): Values per branch, keys `"cannot"` and/or `"should_not"`.
+        categories (`dict[str, float]`, *optional*): Values per category name; override the branch value.
+
+    Example:
+
+    ```python
+    >>> settings = RefusalSettings(default=0.5, branches={"cannot": 0.9}, categories={"privacy": 0.2})
+    >>> settings.save("thresholds.yaml")
+    >>> RefusalSettings.from_file("thresholds.yaml") == settings
+    True
+    ```
+    """
+
+    mode: str = field(default="threshold", metadata={"help": "'threshold' or 'scale'."})
+    default: float | None = field(default=None, metadata={"help": "Value for categories without their own entry."})
+    branches: dict[str, float] = field(default_factory=dict, metadata={"help": "Values per branch."})
+    categories: dict[str, float] = field(default_factory=dict, metadata={"help": "Values per category name."})
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r} is not one of {MODES}.")
+        if self.default is None:
+            self.default = _DEFAULTS[self.mode]
+        self.branches = dict(self.branches or {})
+        self.categories = dict(self.categories or {})
+        self._check_value("default", self.default)
+        for b, v in self.branches.items():
+            if b not in BRANCHES:
+                raise ValueError(f"branches: unknown branch {b!r}; use one of {BRANCHES}.")
+            self._check_value(f"branches[{b!r}]", v)
+        for c, v in self.categories.items():
+            self._check_value(f"categories[{c!r}]", v)
+
+    def _check_value(self, where: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise ValueError(f"{where}={value!r} must be a number.")
+        if self.mode == "threshold" and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{where}={value} is a threshold and must lie in [0, 1].")
+        if self.mode == "scale" and (value < 0 or math.isinf(value)):
+            raise ValueError(f"{where}={value} is a scale and must be finite and >= 0 (0 forbids the category).")
+
+    def resolve(self, taxonomy: RefusalTaxonomy) -> list[float]:
+        """Return one value per category, in taxonomy order.
+
+        Raises:
+            `ValueError`: if `categories` names a category the taxonomy does not have.
+        """
+        unknown = [c for c in self.categories if c not in taxonomy]
+        if unknown:
+            raise ValueError(
+                f"settings name unknown categories {unknown}; taxonomy {taxonomy.name!r} has {taxonomy.names}."
+            )
+        return [
+            float(self.categories.get(c.name, self.branches.get(c.branch, self.default))) for c in taxonomy.categories
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "default": self.default, "branches": self.branches, "categories": self.categories}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RefusalSettings:
+        if not isinstance(data, dict):
+            raise ValueError(f"Refusal settings must be a mapping, got {type(data).__name__}.")
+        unknown = set(data) - {"mode", "default", "branches", "categories"}
+        if unknown:
+            raise ValueError(
+                f"Unknown refusal-settings keys {sorted(unknown)}; allowed: mode, default, branches, categories."
+            )
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> RefusalSettings:
+        """Load settings from a YAML or JSON file."""
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the settings as YAML (`.yaml`/`.yml`) or JSON (any other suffix)."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            if str(path).endswith((".yaml", ".yml")):
+                import yaml
+
+                yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+            else:
+                json.dump(self.to_dict(), f, indent=2)
+        return str(path)
