@@ -146,32 +146,36 @@ class RefusalTokenLogitsProcessor(LogitsProcessor):
         cached = self._cache.get(key)
         if cached is None:
             dev = scores.device
-            cat_ids = torch.tensor(self.token_ids.category_ids, dtype=torch.long, device=dev)
+
+            def put(values, dtype):
+                # A plain torch.tensor(..., device="cuda") copies from pageable memory and blocks the host;
+                # a pinned, non-blocking copy is queued on the stream like any kernel.
+                t = torch.tensor(values, dtype=dtype)
+                return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t.to(dev)
+
+            cat_ids = put(self.token_ids.category_ids, torch.long)
             cached = {
                 "cat_ids": cat_ids,
-                "all_ids": torch.tensor(self.token_ids.all_ids, dtype=torch.long, device=dev),
-                "respond": torch.tensor(self.token_ids.respond_id, dtype=torch.long, device=dev),
+                "all_ids": put(self.token_ids.all_ids, torch.long),
+                "respond": put(self.token_ids.respond_id, torch.long),
             }
             if self.header is not None:
-                cached["header"] = torch.tensor(self.header, dtype=torch.long, device=dev)
+                cached["header"] = put(self.header, torch.long)
             if self.mode == "threshold":
-                cached["tau"] = torch.tensor(self.values, dtype=torch.float32, device=dev)
+                cached["tau"] = put(self.values, torch.float32)
             else:
-                log_s = [math.log(v) if v > 0 else -math.inf for v in self.values]
-                bias = torch.zeros(scores.shape[-1], dtype=scores.dtype, device=dev)
-                cached["bias"] = bias.index_copy(0, cat_ids, torch.tensor(log_s, dtype=scores.dtype, device=dev))
+                # respond keeps its logit (log 1 = 0); each category gets log s_c.
+                cached["log_s"] = put([0.0] + [math.log(v) if v > 0 else -math.inf for v in self.values], scores.dtype)
             self._cache[key] = cached
         return cached
 
-    def _first_token_scores(self, scores: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.mode == "scale":
-            return scores + t["bias"]
-        cat_p = scores.float().softmax(dim=-1).index_select(1, t["cat_ids"])  # (rows, C)
-        eligible = cat_p >= t["tau"]
-        best_p, best = torch.where(eligible, cat_p, -1.0).max(dim=-1)
-        choice = torch.where(best_p >= 0, t["cat_ids"][best], t["respond"])  # (rows,)
-        forced = torch.full_like(scores, -math.inf)
-        return forced.scatter(1, choice.unsqueeze(1), 0.0)
+    def _decide(self, scores: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Threshold mode: the token each row must start with, shape (rows, 1)."""
+        # p_c = exp(s_c - logsumexp(s)): one read of the scores instead of a full softmax.
+        lse = torch.logsumexp(scores.float(), dim=-1, keepdim=True)
+        cat_p = (scores.index_select(1, t["cat_ids"]).float() - lse).exp()  # (rows, C)
+        best_p, best = torch.where(cat_p >= t["tau"], cat_p, -1.0).max(dim=-1)
+        return torch.where(best_p >= 0, t["cat_ids"][best], t["respond"]).unsqueeze(1)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._max_id >= scores.shape[-1]:
@@ -180,12 +184,33 @@ class RefusalTokenLogitsProcessor(LogitsProcessor):
                 "resize the embeddings with add_refusal_tokens."
             )
         t = self._tensors(scores)
-        later = scores.index_fill(1, t["all_ids"], -math.inf) if self.suppress_later else scores
         if self.prompt_length is not None:
-            # Python int comparison on shapes: no host sync.
-            return self._first_token_scores(scores, t) if input_ids.shape[1] == self.prompt_length else later
-        k = t["header"].shape[0]
-        if input_ids.shape[1] < k:
-            return later
-        at_first = (input_ids[:, -k:] == t["header"]).all(dim=-1, keepdim=True)  # (rows, 1)
-        return torch.where(at_first, self._first_token_scores(scores, t), later)
+            # A comparison of Python ints (shapes): no host sync, and later steps skip the decision entirely.
+            if input_ids.shape[1] != self.prompt_length:
+                return scores.index_fill(1, t["all_ids"], -math.inf) if self.suppress_later else scores
+            at_first = None
+        else:
+            k = t["header"].shape[0]
+            if input_ids.shape[1] < k:
+                return scores.index_fill(1, t["all_ids"], -math.inf) if self.suppress_later else scores
+            at_first = (input_ids[:, -k:] == t["header"]).all(dim=-1, keepdim=True)  # (rows, 1)
+
+        if self.mode == "threshold" and at_first is None:
+            return torch.full_like(scores, -math.inf).scatter_(1, self._decide(scores, t), 0.0)
+        # `out` is our own copy, so the in-place edits below never touch the caller's `scores`.
+        out = scores.index_fill(1, t["all_ids"], -math.inf) if self.suppress_later else scores.clone()
+        if self.mode == "scale":
+            orig = scores.index_select(1, t["all_ids"])
+            first_vals = orig + t["log_s"]
+            vals = (
+                first_vals
+                if at_first is None
+                else torch.where(at_first, first_vals, out.index_select(1, t["all_ids"]))
+            )
+            return out.index_copy_(1, t["all_ids"], vals)
+        choice = self._decide(scores, t)
+        # Rows at the first position: -inf everywhere but the chosen token. Other rows: unchanged (the scatter
+        # writes back the value already there).
+        keep = out.gather(1, choice)
+        out.masked_fill_(at_first, -math.inf)
+        return out.scatter_(1, choice, torch.where(at_first, torch.zeros_like(keep), keep))
