@@ -33,17 +33,17 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from refusal_tokens import RefusalSettings, RefusalTokenIds, RefusalTokenLogitsProcessor, get_taxonomy
 
-SMOLLM2_135M = dict(
-    vocab_size=49152,
-    hidden_size=576,
-    intermediate_size=1536,
-    num_hidden_layers=30,
-    num_attention_heads=9,
-    num_key_value_heads=3,
-    max_position_embeddings=2048,
-    rope_theta=100000.0,
-    tie_word_embeddings=True,
-)
+SMOLLM2_135M = {
+    "vocab_size": 49152,
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "max_position_embeddings": 2048,
+    "rope_theta": 100000.0,
+    "tie_word_embeddings": True,
+}
 
 
 class SyncCheckedProcessor:
@@ -104,14 +104,14 @@ def run_batch(model, ids: RefusalTokenIds, batch: int, args: argparse.Namespace)
     settings = RefusalSettings(default=0.3) if args.mode == "threshold" else RefusalSettings(mode="scale", default=2.0)
     processor = RefusalTokenLogitsProcessor(ids, settings, assistant_header_ids=header)
     checked = SyncCheckedProcessor(processor) if args.device == "cuda" else processor
-    gen = dict(
-        attention_mask=attention,
-        max_new_tokens=args.new_tokens,
-        min_new_tokens=args.new_tokens,
-        do_sample=False,
-        pad_token_id=0,
-        eos_token_id=None,
-    )
+    gen = {
+        "attention_mask": attention,
+        "max_new_tokens": args.new_tokens,
+        "min_new_tokens": args.new_tokens,
+        "do_sample": False,
+        "pad_token_id": 0,
+        "eos_token_id": None,
+    }
     cols = torch.tensor(ids.all_ids, device=args.device)
 
     def plain():
