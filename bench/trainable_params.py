@@ -10,6 +10,9 @@ import os
 import tempfile
 
 import torch
+
+# `python bench/trainable_params.py` puts bench/ on sys.path: share the architecture with the processor bench.
+from processor import SMOLLM2_135M  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from refusal_tokens import (
@@ -19,16 +22,6 @@ from refusal_tokens import (
     get_refusal_peft_model,
     get_taxonomy,
 )
-
-SMOLLM2_135M = {
-    "vocab_size": 49152,
-    "hidden_size": 576,
-    "intermediate_size": 1536,
-    "num_hidden_layers": 30,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "tie_word_embeddings": True,
-}
 
 
 def main() -> None:
