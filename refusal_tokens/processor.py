@@ -176,6 +176,10 @@ class RefusalTokenLogitsProcessor(LogitsProcessor):
         best_p, best = torch.where(cat_p >= t["tau"], cat_p, -1.0).max(dim=-1)
         return torch.where(best_p >= 0, t["cat_ids"][best], t["respond"]).unsqueeze(1)
 
+    def _later(self, scores: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores for a position that is not the first: the respond/refusal tokens forbidden if asked."""
+        return scores.index_fill(1, t["all_ids"], -math.inf) if self.suppress_later else scores
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._max_id >= scores.shape[-1]:
             raise ValueError(
@@ -186,12 +190,12 @@ class RefusalTokenLogitsProcessor(LogitsProcessor):
         if self.prompt_length is not None:
             # A comparison of Python ints (shapes): no host sync, and later steps skip the decision entirely.
             if input_ids.shape[1] != self.prompt_length:
-                return scores.index_fill(1, t["all_ids"], -math.inf) if self.suppress_later else scores
+                return self._later(scores, t)
             at_first = None
         else:
             k = t["header"].shape[0]
             if input_ids.shape[1] < k:
-                return scores.index_fill(1, t["all_ids"], -math.inf) if self.suppress_later else scores
+                return self._later(scores, t)
             at_first = (input_ids[:, -k:] == t["header"]).all(dim=-1, keepdim=True)  # (rows, 1)
 
         if self.mode == "threshold" and at_first is None:
