@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml .ci/requirements.txt
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/refusal-tokens generate --taxonomy coconot --thresholds configs/thresholds/coconot-example.yaml
+	$(BIN)/accelerate launch --config_file configs/accelerate/cpu.yaml recipes/sft.py --config configs/quickstart.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+
+RECIPES = ("sft", "dpo")
 
 DEFAULT_PROMPTS = [
     "What is the capital of France?",
@@ -36,19 +39,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from .inference import build_chat_prompts, first_token_probabilities, parse_generations
-    from .models import load_model_and_tokenizer
+    from .models import load_refusal_model
     from .processor import RefusalTokenLogitsProcessor
     from .settings import RefusalSettings
     from .tokens import TAXONOMY_KEY, add_refusal_tokens
 
-    model, tokenizer = load_model_and_tokenizer(args.model)
-    if args.adapter:
-        from peft import PeftModel
-
-        from .tokens import load_taxonomy
-
-        add_refusal_tokens(model, tokenizer, load_taxonomy(tokenizer))
-        model = PeftModel.from_pretrained(model, args.adapter)
+    model, tokenizer = load_refusal_model(args.model, args.adapter)
     if TAXONOMY_KEY not in tokenizer.init_kwargs:
         if not args.taxonomy:
             raise SystemExit(f"{args.model} carries no refusal tokens; pass --taxonomy to add (untrained) tokens.")
@@ -90,6 +86,71 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_labelled_rows(path: str, label_column: str) -> list[dict]:
+    from .data import load_dataset_splits
+
+    if os.path.isfile(path) and path.endswith((".jsonl", ".json")):
+        rows = []
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise SystemExit(f"{path}:{n}: not valid JSON ({e}).") from None
+    else:
+        split = load_dataset_splits(path, test_split=None, test_size=0.5)
+        rows = split["train"].to_list() + split["test"].to_list()
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or label_column not in row or not ("prompt" in row or "messages" in row):
+            raise SystemExit(f"{path}: row {n} needs a 'prompt' (or 'messages') and a '{label_column}' field.")
+    return rows
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .calibration import CalibrationTargets, calibration_report, format_calibration_report, save_calibration_plots
+    from .evaluation import evaluate_refusal_tokens
+    from .models import load_refusal_model
+    from .settings import RefusalSettings
+    from .tokens import load_taxonomy
+
+    targets = CalibrationTargets.from_file(args.targets)
+    rows = _read_labelled_rows(args.data, args.label_column)
+    model, tokenizer = load_refusal_model(args.model, args.adapter)
+    evaluated = evaluate_refusal_tokens(model, tokenizer, rows, label_column=args.label_column)
+    labels = evaluated["labels"]
+    taxonomy = load_taxonomy(tokenizer)
+    probs = torch.tensor(evaluated["probabilities"])
+    truth = torch.tensor([labels.index(taxonomy.normalize_label(r[args.label_column])) for r in rows])
+    report = calibration_report(probs, truth, taxonomy, targets, seed=args.seed)
+    out = args.output_dir or os.path.join(args.model if os.path.isdir(args.model) else ".", "calibration")
+    os.makedirs(out, exist_ok=True)
+    settings = RefusalSettings.from_dict(report["settings"])
+    settings.save(os.path.join(out, "thresholds.yaml"))
+    report["plots"] = save_calibration_plots(probs, truth, taxonomy, settings, out)
+    with open(os.path.join(out, "calibration.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    print(format_calibration_report(report))
+    print(f"\nThresholds (solved on one half of {len(rows)} prompts, measured on the other): {out}/thresholds.yaml")
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from .sft import main as sft_main
+
+    sft_main(args.recipe_args)
+    return 0
+
+
+def cmd_dpo(args: argparse.Namespace) -> int:
+    from .dpo import main as dpo_main
+
+    dpo_main(args.recipe_args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refusal-tokens", description="Per-category refusal tokens for TRL/PEFT.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,11 +164,38 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=40)
     gen.add_argument("--output", default=None, help="Write one JSON line per prompt here.")
     gen.set_defaults(func=cmd_generate)
+    cal = sub.add_parser("calibrate", help="Solve per-category thresholds that meet refusal-rate targets.")
+    cal.add_argument("--model", required=True, help="Recipe output_dir, checkpoint, hub id or builtin: name.")
+    cal.add_argument("--adapter", default=None, help="Adapter directory, if --model is the base model.")
+    cal.add_argument("--data", required=True, help="Labelled prompts: JSONL/JSON/CSV/parquet, with prompt + label.")
+    cal.add_argument("--targets", required=True, help="YAML: refusal_rates per category and/or max_over_refusal.")
+    cal.add_argument("--label-column", default="refusal_label")
+    cal.add_argument("--output-dir", default=None, help="Default: <model>/calibration.")
+    cal.add_argument("--seed", type=int, default=0, help="Seed of the calibration / held-out split.")
+    cal.set_defaults(func=cmd_calibrate)
+    sft = sub.add_parser(
+        "sft",
+        help="Train with refusal tokens (the SFT recipe); takes --config FILE.yaml and any recipe flag.",
+        add_help=False,
+    )
+    sft.set_defaults(func=cmd_sft)
+    dpo = sub.add_parser(
+        "dpo",
+        help="DPO with refusal tokens (the DPO recipe); takes --config FILE.yaml and any recipe flag.",
+        add_help=False,
+    )
+    dpo.set_defaults(func=cmd_dpo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Recipe subcommands hand their arguments to the recipe's own strict parser (YAML + flags).
+    args, rest = parser.parse_known_args(argv)
+    if args.command in RECIPES:
+        args.recipe_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)
 
 

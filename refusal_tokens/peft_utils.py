@@ -143,3 +143,38 @@ def count_parameters(model: Any) -> tuple[int, int]:
         if p.requires_grad:
             trainable += p.numel()
     return trainable, total
+
+
+def refusal_optimizer_groups(
+    model: Any, learning_rate: float, token_learning_rate: float | None = None, weight_decay: float = 0.0
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: the new token rows at their own (higher) learning rate, the rest at the base one.
+
+    New token rows start far from where they must end (p < 1e-6 before training) and need a learning rate of about
+    1e-3 to 5e-3, while LoRA weights at that rate drift the model's answers. Token rows get no weight decay.
+
+    Args:
+        model (`PeftModel`): From `get_refusal_peft_model`.
+        learning_rate (`float`): Rate of LoRA (and any other trainable) weights.
+        token_learning_rate (`float`, *optional*): Rate of the token rows; defaults to `learning_rate`.
+        weight_decay (`float`, *optional*, defaults to 0.0): Weight decay of the non-token weights.
+
+    Returns:
+        `list[dict]` for `torch.optim.AdamW(groups, ...)`; empty groups are left out.
+
+    Example:
+
+    ```python
+    >>> groups = refusal_optimizer_groups(peft_model, 2e-4, token_learning_rate=4e-3)
+    >>> trainer = SFTTrainer(..., optimizers=(torch.optim.AdamW(groups), None))
+    ```
+    """
+    tokens, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (tokens if "trainable_tokens_delta" in name else rest).append(p)
+    groups = [
+        {"params": rest, "lr": learning_rate, "weight_decay": weight_decay},
+        {"params": tokens, "lr": token_learning_rate or learning_rate, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]

@@ -85,6 +85,36 @@ class RefusalSettings:
             float(self.categories.get(c.name, self.branches.get(c.branch, self.default))) for c in taxonomy.categories
         ]
 
+    def decide(self, probs: Any, taxonomy: RefusalTaxonomy) -> Any:
+        """The first token greedy decoding with these settings emits, from first-token probabilities.
+
+        The same rule as `RefusalTokenLogitsProcessor`, applied to the columns of `first_token_probabilities`: in
+        threshold mode the most probable category with p >= tau_c, else respond; in scale mode the largest of
+        p(respond) and s_c * p_c. (Ordinary vocabulary tokens are not in `probs`: in scale mode the decision is among
+        the refusal-token columns only.)
+
+        Args:
+            probs (`torch.Tensor` of shape `(n, 1 + n_categories)`): Columns `respond`, then categories in taxonomy
+                order.
+            taxonomy (`RefusalTaxonomy`): The taxonomy of the columns.
+
+        Returns:
+            `torch.LongTensor` of shape `(n,)`: column index of the decision (0 = respond).
+        """
+        import torch
+
+        values = torch.tensor(self.resolve(taxonomy), dtype=probs.dtype, device=probs.device)
+        if probs.ndim != 2 or probs.shape[1] != len(values) + 1:
+            raise ValueError(
+                f"probs must have shape (n, {len(values) + 1}) (respond + {len(values)} categories), "
+                f"got {tuple(probs.shape)}."
+            )
+        cat = probs[:, 1:]
+        if self.mode == "scale":
+            return torch.cat([probs[:, :1], cat * values], dim=1).argmax(dim=1)
+        best_p, best = torch.where(cat >= values, cat, -1.0).max(dim=1)
+        return torch.where(best_p >= 0, best + 1, torch.zeros_like(best))
+
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "default": self.default, "branches": self.branches, "categories": self.categories}
 

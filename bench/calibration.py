@@ -1,0 +1,86 @@
+"""Calibration on real prompts: targets vs achieved on a held-out half, and cross-category leakage.
+
+Reads CoCoNot from `../shared/data/coconot` (1,001 should-refuse prompts labelled by category, 379 contrast prompts
+labelled respond), scores them once with a recipe's trained model (`first_token_probabilities`), then for several
+target settings solves thresholds on a random half (`calibrate_thresholds`) and measures the other half.
+
+    python bench/calibration.py --model outputs/quickstart --out bench/results/calibration.json
+
+Prints Markdown tables for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from coconot import DATA, load_rows  # noqa: E402
+
+TARGETS = {
+    "rate 0.5 each": {"refusal_rates": dict.fromkeys(("incomplete", "indeterminate", "unsupported", "humanizing",
+                                                      "safety_concerns"), 0.5)},
+    "rate 0.8 each": {"refusal_rates": dict.fromkeys(("incomplete", "indeterminate", "unsupported", "humanizing",
+                                                      "safety_concerns"), 0.8)},
+    "mixed": {"refusal_rates": {"safety_concerns": 0.9, "humanizing": 0.3, "incomplete": 0.6}},
+    "over-refusal <= 0.05": {"max_over_refusal": 0.05},
+    "over-refusal <= 0.20": {"max_over_refusal": 0.20},
+}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="Recipe output_dir trained with the coconot taxonomy.")
+    parser.add_argument("--data", default=DATA)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Random halves to average over.")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if not os.path.isdir(args.data):
+        sys.exit(f"CoCoNot data not found at {args.data}: it lives in ../shared/data/coconot (see its README).")
+
+    import torch
+
+    from refusal_tokens import first_token_probabilities, load_refusal_model, load_taxonomy
+    from refusal_tokens.calibration import CalibrationTargets, calibration_report
+
+    rows = load_rows(args.data, None)
+    model, tok = load_refusal_model(args.model)
+    taxonomy = load_taxonomy(tok)
+    probs = first_token_probabilities(model, tok, [r["prompt"] for r in rows])
+    labels = ["respond"] + taxonomy.names
+    truth = torch.tensor([labels.index(r["category"]) if r["should_refuse"] else 0 for r in rows])
+    result = {"model": args.model, "n": len(rows), "runs": {}}
+    for name, spec in TARGETS.items():
+        targets = CalibrationTargets(**spec)
+        runs = [calibration_report(probs, truth, taxonomy, targets, seed=s) for s in args.seeds]
+        result["runs"][name] = runs
+
+    print("| targets | category | target | held-out achieved (mean over seeds) | abs error | max leak to others |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in result["runs"].items():
+        spec = TARGETS[name]
+        keys = list(spec.get("refusal_rates", {})) + (["over_refusal"] if "max_over_refusal" in spec else [])
+        for k in keys:
+            target = spec["refusal_rates"][k] if k != "over_refusal" else spec["max_over_refusal"]
+            got = sum(r["held_out"][k] for r in runs) / len(runs)
+            err = sum(abs(r["held_out"][k] - target) for r in runs) / len(runs)
+            leak = (
+                sum(r["leakage"][k]["max_other_change"] for r in runs) / len(runs) if k in runs[0]["leakage"] else None
+            )
+            leak_s = f"{leak:.3f}" if leak is not None else "-"
+            print(f"| {name} | {k} | {target:.2f} | {got:.3f} | {err:.3f} | {leak_s} |")
+        if "max_over_refusal" in spec:
+            for c in taxonomy.names:
+                got = sum(r["held_out"][c] for r in runs) / len(runs)
+                print(f"| {name} | {c} (refused within the ceiling) | - | {got:.3f} | - | - |")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""Calibration: per-category thresholds that meet refusal-rate targets, solved from first-token probabilities.
+
+No generation is needed: one batched forward pass gives every prompt's probability of `[respond]` and of each
+category token (`first_token_probabilities`), and `RefusalSettings.decide` is the exact rule the logits processor
+applies during `generate()`. Thresholds are solved on one half of the labelled prompts and measured on the other.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .settings import RefusalSettings
+from .taxonomy import RefusalTaxonomy
+
+
+@dataclass
+class CalibrationTargets:
+    """What the thresholds should achieve.
+
+    Args:
+        refusal_rates (`dict[str, float]`, *optional*): Target refusal rate per category, measured on that
+            category's should-refuse prompts (e.g. `{"humanizing": 0.5}` refuses about half of them).
+        max_over_refusal (`float`, *optional*): Ceiling on the refusal rate of should-answer (`respond`) prompts. The
+            categories without a `refusal_rates` entry then refuse as much as they can within it.
+        default_threshold (`float`, *optional*, defaults to 0.5): Threshold of categories with neither.
+
+    Example:
+
+    ```yaml
+    # targets.yaml
+    max_over_refusal: 0.05
+    refusal_rates:
+      humanizing: 0.5
+    ```
+    """
+
+    refusal_rates: dict[str, float] = field(default_factory=dict)
+    max_over_refusal: float | None = None
+    default_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.refusal_rates = dict(self.refusal_rates or {})
+        for name, rate in self.refusal_rates.items():
+            if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+                raise ValueError(f"refusal_rates[{name!r}]={rate!r} must be a number in [0, 1].")
+        if self.max_over_refusal is not None and not 0.0 <= self.max_over_refusal <= 1.0:
+            raise ValueError(f"max_over_refusal={self.max_over_refusal!r} must lie in [0, 1].")
+        if not self.refusal_rates and self.max_over_refusal is None:
+            raise ValueError("Give refusal_rates per category, max_over_refusal, or both.")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> CalibrationTargets:
+        """Load targets from YAML or JSON (keys `refusal_rates`, `max_over_refusal`, `default_threshold`)."""
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        unknown = set(data) - {"refusal_rates", "max_over_refusal", "default_threshold"}
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown keys {sorted(unknown)}; allowed: refusal_rates, max_over_refusal, default_threshold."
+            )
+        try:
+            return cls(**data)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+
+def _check_inputs(probs: torch.Tensor, truth: torch.Tensor, taxonomy: RefusalTaxonomy) -> None:
+    if probs.ndim != 2 or probs.shape[1] != len(taxonomy) + 1:
+        raise ValueError(f"probs must have shape (n, {len(taxonomy) + 1}), got {tuple(probs.shape)}.")
+    if truth.shape != (probs.shape[0],):
+        raise ValueError(f"truth must have shape ({probs.shape[0]},), got {tuple(truth.shape)}.")
+
+
+def refusal_rates(
+    probs: torch.Tensor, truth: torch.Tensor, settings: RefusalSettings, taxonomy: RefusalTaxonomy
+) -> dict[str, float]:
+    """Refusal rate per category (on its own prompts) and `over_refusal` (on respond prompts) under `settings`."""
+    refused = settings.decide(probs, taxonomy) != 0
+    out = {}
+    for j, name in enumerate(taxonomy.names, start=1):
+        mask = truth == j
+        out[name] = refused[mask].float().mean().item() if mask.any() else math.nan
+    mask = truth == 0
+    out["over_refusal"] = refused[mask].float().mean().item() if mask.any() else math.nan
+    return out
+
+
+def _just_above(value: torch.Tensor) -> float:
+    """The next float32 above `value` (capped at 1): decisions compare in float32, where a float64 step rounds away."""
+    up = torch.nextafter(value.float(), torch.tensor(math.inf, dtype=torch.float32))
+    return min(1.0, up.item())
+
+
+def _threshold_for_share(scores: torch.Tensor, share: float) -> float:
+    """The threshold t such that the share of `scores` >= t is as close to `share` as the ties allow."""
+    if scores.numel() == 0:
+        return 1.0
+    s = scores.sort(descending=True).values
+    k = round(share * len(s))
+    if k <= 0:
+        return _just_above(s[0])
+    if k >= len(s):
+        return s[-1].item()
+    return (s[k - 1].item() + s[k].item()) / 2 if s[k - 1] > s[k] else s[k - 1].item()
+
+
+def calibrate_thresholds(
+    probs: torch.Tensor,
+    truth: torch.Tensor,
+    taxonomy: RefusalTaxonomy,
+    targets: CalibrationTargets,
+    *,
+    passes: int = 3,
+) -> RefusalSettings:
+    """Solve per-category thresholds that meet `targets` on labelled first-token probabilities.
+
+    Categories with a target rate start at the quantile of their own prompts' probabilities that gives that rate,
+    then a few coordinate passes re-solve each one under the full decision rule (a prompt may be claimed by a more
+    probable category that also passes its threshold). Categories without a target share `max_over_refusal`
+    equally: each gets the lowest threshold at which at most its share of respond prompts passes, so over-refusal
+    stays within the ceiling on these prompts.
+
+    Args:
+        probs (`torch.Tensor` of shape `(n, 1 + C)`): `first_token_probabilities` of labelled prompts.
+        truth (`torch.LongTensor` of shape `(n,)`): Column index of each prompt's label (0 = respond).
+        taxonomy (`RefusalTaxonomy`): The taxonomy of the columns.
+        targets (`CalibrationTargets`): What to achieve.
+        passes (`int`, *optional*, defaults to 3): Coordinate passes over the categories with a target.
+
+    Returns:
+        `RefusalSettings` in threshold mode with one entry per category.
+    """
+    probs = probs.float().cpu()
+    truth = truth.long().cpu()
+    _check_inputs(probs, truth, taxonomy)
+    unknown = [c for c in targets.refusal_rates if c not in taxonomy]
+    if unknown:
+        raise ValueError(
+            f"targets name unknown categories {unknown}; taxonomy {taxonomy.name!r} has {taxonomy.names}."
+        )
+    tau = dict.fromkeys(taxonomy.names, targets.default_threshold)
+    free = [c for c in taxonomy.names if c not in targets.refusal_rates]
+    if targets.max_over_refusal is not None and free:
+        respond = probs[truth == 0]
+        budget = targets.max_over_refusal / len(free)
+        for c in free:
+            col = taxonomy.names.index(c) + 1
+            # floor: at most `budget` of respond prompts reach the threshold
+            s = respond[:, col].sort(descending=True).values
+            k = math.floor(budget * len(s) + 1e-9)
+            tau[c] = 0.0 if k >= len(s) else _just_above(s[k])
+    for c, rate in targets.refusal_rates.items():
+        col = taxonomy.names.index(c) + 1
+        tau[c] = _threshold_for_share(probs[truth == col, col], rate)
+    for _ in range(passes):
+        for c, rate in targets.refusal_rates.items():
+            col = taxonomy.names.index(c) + 1
+            mask = truth == col
+            if not mask.any():
+                continue
+            # The category's refusal rate falls monotonically as its threshold rises: binary-search the candidates.
+            candidates = sorted(set(probs[mask, col].tolist()) | {0.0, 1.0})
+            sub = probs[mask]
+
+            def rate_at(t: float, c: str = c, sub: torch.Tensor = sub) -> float:
+                trial = RefusalSettings(categories={**tau, c: t})
+                return (trial.decide(sub, taxonomy) != 0).float().mean().item()
+
+            lo, hi = 0, len(candidates) - 1
+            while lo < hi:  # first candidate whose rate is <= target
+                mid = (lo + hi) // 2
+                if rate_at(candidates[mid]) <= rate:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            options = [candidates[i] for i in (lo - 1, lo) if 0 <= i < len(candidates)]
+            best = min(options, key=lambda t: abs(rate_at(t) - rate))
+            tau[c] = best
+    return RefusalSettings(mode="threshold", default=targets.default_threshold, categories=tau)
+
+
+def cross_category_leakage(
+    probs: torch.Tensor,
+    truth: torch.Tensor,
+    settings: RefusalSettings,
+    taxonomy: RefusalTaxonomy,
+    *,
+    shift: float = 0.1,
+) -> dict[str, dict[str, float]]:
+    """How much moving one category's threshold moves every *other* category's refusal rate.
+
+    For each category c, its threshold is moved so that its own refusal rate changes by about `shift` (up, or down
+    where it cannot go up); the result is, per c, the largest absolute change of another category's refusal rate
+    and of over-refusal.
+
+    Returns:
+        `dict` mapping each category to `{"own_change", "max_other_change", "over_refusal_change"}`.
+    """
+    base = refusal_rates(probs, truth, settings, taxonomy)
+    values = dict(zip(taxonomy.names, settings.resolve(taxonomy)))
+    out = {}
+    for j, c in enumerate(taxonomy.names, start=1):
+        own = probs[truth == j, j]
+        if own.numel() == 0:
+            continue
+        target = base[c] + shift if base[c] + shift <= 1.0 else base[c] - shift
+        moved = RefusalSettings(categories={**values, c: _threshold_for_share(own, target)})
+        after = refusal_rates(probs, truth, moved, taxonomy)
+        others = [abs(after[o] - base[o]) for o in taxonomy.names if o != c and not math.isnan(base[o])]
+        out[c] = {
+            "own_change": after[c] - base[c],
+            "max_other_change": max(others) if others else 0.0,
+            "over_refusal_change": after["over_refusal"] - base["over_refusal"],
+        }
+    return out
+
+
+def split_halves(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random split of `range(n)` into a calibration half and a held-out half."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    return perm[: n // 2], perm[n // 2 :]
+
+
+def calibration_report(
+    probs: torch.Tensor,
+    truth: torch.Tensor,
+    taxonomy: RefusalTaxonomy,
+    targets: CalibrationTargets,
+    *,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Calibrate on one half of the prompts, measure on the other: achieved vs target, and leakage.
+
+    Returns:
+        `dict` with `settings` (solved on the calibration half), `targets`, `calibration` and `held_out` refusal
+        rates, per-category `error` (held-out achieved minus target, where a target exists), `leakage` (on the
+        held-out half) and the split sizes.
+    """
+    probs = probs.float().cpu()
+    truth = truth.long().cpu()
+    _check_inputs(probs, truth, taxonomy)
+    cal, held = split_halves(len(truth), seed)
+    settings = calibrate_thresholds(probs[cal], truth[cal], taxonomy, targets)
+    on_cal = refusal_rates(probs[cal], truth[cal], settings, taxonomy)
+    on_held = refusal_rates(probs[held], truth[held], settings, taxonomy)
+    error = {c: on_held[c] - r for c, r in targets.refusal_rates.items()}
+    if targets.max_over_refusal is not None:
+        error["over_refusal"] = on_held["over_refusal"] - targets.max_over_refusal
+    return {
+        "settings": settings.to_dict(),
+        "targets": {"refusal_rates": targets.refusal_rates, "max_over_refusal": targets.max_over_refusal},
+        "calibration": on_cal,
+        "held_out": on_held,
+        "error": error,
+        "leakage": cross_category_leakage(probs[held], truth[held], settings, taxonomy),
+        "support": {
+            "calibration": {c: int((truth[cal] == j).sum()) for j, c in enumerate(["respond"] + taxonomy.names)},
+            "held_out": {c: int((truth[held] == j).sum()) for j, c in enumerate(["respond"] + taxonomy.names)},
+        },
+    }
+
+
+def roc_curve(scores: torch.Tensor, positive: torch.Tensor) -> tuple[list[float], list[float], float]:
+    """ROC of `scores` for `positive` (bool) vs the rest: false-positive rates, true-positive rates and the AUC."""
+    order = scores.argsort(descending=True)
+    pos = positive[order].float()
+    n_pos, n_neg = pos.sum().item(), (1 - pos).sum().item()
+    if n_pos == 0 or n_neg == 0:
+        return [0.0, 1.0], [0.0, 1.0], math.nan
+    tpr = torch.cat([torch.zeros(1), pos.cumsum(0) / n_pos])
+    fpr = torch.cat([torch.zeros(1), (1 - pos).cumsum(0) / n_neg])
+    auc = torch.trapezoid(tpr, fpr).item()
+    return fpr.tolist(), tpr.tolist(), auc
+
+
+def save_calibration_plots(
+    probs: torch.Tensor,
+    truth: torch.Tensor,
+    taxonomy: RefusalTaxonomy,
+    settings: RefusalSettings,
+    output_dir: str | os.PathLike,
+) -> dict[str, str]:
+    """Write `refusal_rate_vs_threshold.png` and `roc.png` (one curve per category) to `output_dir`.
+
+    The refusal-rate curves sweep one category's threshold with the others at `settings`: its own prompts' refusal
+    rate and the over-refusal of respond prompts. The ROC curves score each category's prompts against respond
+    prompts by that category's token probability. Needs matplotlib (`pip install refusal-tokens[plots]`).
+
+    Returns:
+        `dict` mapping plot name to file path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probs, truth = probs.float().cpu(), truth.long().cpu()
+    os.makedirs(output_dir, exist_ok=True)
+    values = dict(zip(taxonomy.names, settings.resolve(taxonomy)))
+    grid = torch.linspace(0, 1, 51).tolist()
+    n = len(taxonomy)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for k, c in enumerate(taxonomy.names):
+        ax = axes[k // cols][k % cols]
+        own, over = [], []
+        for t in grid:
+            r = refusal_rates(probs, truth, RefusalSettings(categories={**values, c: t}), taxonomy)
+            own.append(r[c])
+            over.append(r["over_refusal"])
+        ax.plot(grid, own, label=f"{c} prompts refused")
+        ax.plot(grid, over, label="respond prompts refused", linestyle="--")
+        ax.axvline(values[c], color="grey", linewidth=0.8)
+        ax.set_title(c, fontsize=9)
+        ax.set_xlabel("threshold")
+        ax.set_ylim(-0.02, 1.02)
+        if k == 0:
+            ax.legend(fontsize=7)
+    for k in range(n, rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    fig.tight_layout()
+    paths = {"refusal_rate_vs_threshold": os.path.join(output_dir, "refusal_rate_vs_threshold.png")}
+    fig.savefig(paths["refusal_rate_vs_threshold"], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for j, c in enumerate(taxonomy.names, start=1):
+        keep = (truth == j) | (truth == 0)
+        fpr, tpr, auc = roc_curve(probs[keep, j], truth[keep] == j)
+        ax.plot(fpr, tpr, label=f"{c} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("respond prompts passing (false-positive rate)")
+    ax.set_ylabel("category prompts passing (true-positive rate)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths["roc"] = os.path.join(output_dir, "roc.png")
+    fig.savefig(paths["roc"], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def format_calibration_report(report: dict[str, Any]) -> str:
+    """Achieved vs target per category (calibration half and held-out half) and leakage, as aligned text."""
+    head = f"{'category':<22} {'target':>8} {'threshold':>10} {'calib.':>8} {'held-out':>9} {'max leak':>9}"
+    lines = [head, "-" * len(head)]
+    targets = report["targets"]["refusal_rates"]
+    for c, tau in report["settings"]["categories"].items():
+        target = f"{targets[c]:.3f}" if c in targets else "-"
+        leak = report["leakage"].get(c, {}).get("max_other_change", math.nan)
+        lines.append(
+            f"{c:<22} {target:>8} {tau:>10.4f} {report['calibration'][c]:>8.3f} {report['held_out'][c]:>9.3f} "
+            f"{leak:>9.3f}"
+        )
+    ceiling = report["targets"]["max_over_refusal"]
+    lines.append(
+        f"{'over-refusal':<22} {ceiling if ceiling is not None else '-':>8} {'':>10} "
+        f"{report['calibration']['over_refusal']:>8.3f} {report['held_out']['over_refusal']:>9.3f}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""Threshold calibration on synthetic first-token probabilities: targets met, ceilings kept, leakage measured."""
+
+import pytest
+import torch
+
+from refusal_tokens import RefusalSettings, get_taxonomy
+from refusal_tokens.calibration import (
+    CalibrationTargets,
+    calibrate_thresholds,
+    calibration_report,
+    cross_category_leakage,
+    refusal_rates,
+)
+
+TAX = get_taxonomy("coconot")
+
+
+def _probs(n_per=200, seed=0):
+    """Respond rows put little mass on the category tokens; category rows put a spread of mass on their own."""
+    g = torch.Generator().manual_seed(seed)
+    rows, truth = [], []
+    for j in range(len(TAX) + 1):
+        for _ in range(n_per):
+            p = torch.rand(len(TAX) + 1, generator=g) * 0.05
+            if j == 0:
+                p[0] = 1.0
+                p[1:] *= torch.rand(len(TAX), generator=g) * 4  # some respond prompts look like a category
+            else:
+                p[j] = torch.rand(1, generator=g).item()  # own-category probability anywhere in [0, 1]
+                p[0] = 1 - p[j]
+            rows.append(p / p.sum())
+            truth.append(j)
+    return torch.stack(rows), torch.tensor(truth)
+
+
+def test_target_rates_are_met_on_the_calibration_data():
+    probs, truth = _probs()
+    targets = CalibrationTargets(refusal_rates={"humanizing": 0.3, "safety_concerns": 0.9, "incomplete": 0.5})
+    settings = calibrate_thresholds(probs, truth, TAX, targets)
+    got = refusal_rates(probs, truth, settings, TAX)
+    for c, r in targets.refusal_rates.items():
+        assert abs(got[c] - r) <= 0.01, (c, got[c], r)
+
+
+def test_over_refusal_ceiling_holds_and_refusals_are_maximised():
+    probs, truth = _probs()
+    targets = CalibrationTargets(max_over_refusal=0.05)
+    settings = calibrate_thresholds(probs, truth, TAX, targets)
+    got = refusal_rates(probs, truth, settings, TAX)
+    assert got["over_refusal"] <= 0.05 + 1e-6
+    # lowering any threshold a little would break the per-category share of the ceiling or refuse no more
+    loose = RefusalSettings(categories={c: max(0.0, v - 0.05) for c, v in settings.categories.items()})
+    assert refusal_rates(probs, truth, loose, TAX)["over_refusal"] > 0.05 + 1e-6
+
+
+def test_report_measures_on_the_other_half_and_leakage_is_small():
+    probs, truth = _probs(n_per=2000)  # ~1000 prompts per category and half: sampling error about 2 points
+    targets = CalibrationTargets(refusal_rates=dict.fromkeys(TAX.names, 0.6))
+    report = calibration_report(probs, truth, TAX, targets, seed=1)
+    assert sum(report["support"]["calibration"].values()) + sum(report["support"]["held_out"].values()) == len(truth)
+    for c in TAX.names:
+        assert abs(report["error"][c]) < 0.05, (c, report["error"][c])
+    for c, leak in report["leakage"].items():
+        assert abs(leak["own_change"]) >= 0.05
+        assert leak["max_other_change"] < 0.01, (c, leak)
+
+
+def test_leakage_is_detected_when_categories_compete():
+    # indeterminate prompts that put p=0.25 on `incomplete`: lowering incomplete's threshold makes them refuse
+    own = torch.linspace(0.05, 0.95, 50)
+    inc = torch.stack([1 - own, own] + [torch.zeros(50)] * 4, dim=1)
+    ind = torch.tensor([[0.65, 0.25, 0.1, 0.0, 0.0, 0.0]] * 50)
+    probs, truth = torch.cat([inc, ind]), torch.tensor([1] * 50 + [2] * 50)
+    settings = RefusalSettings(categories={"incomplete": 0.3, "indeterminate": 0.3})
+    leak = cross_category_leakage(probs, truth, settings, TAX)
+    assert leak["incomplete"]["own_change"] == pytest.approx(0.1, abs=0.03)
+    assert leak["incomplete"]["max_other_change"] == 1.0
+
+
+def test_bad_targets_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="refusal_rates per category, max_over_refusal, or both"):
+        CalibrationTargets()
+    with pytest.raises(ValueError, match=r"refusal_rates\['humanizing'\]=1.5"):
+        CalibrationTargets(refusal_rates={"humanizing": 1.5})
+    path = tmp_path / "t.yaml"
+    path.write_text("max_overrefusal: 0.1\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        CalibrationTargets.from_file(path)
+    probs, truth = _probs(n_per=10)
+    with pytest.raises(ValueError, match="unknown categories"):
+        calibrate_thresholds(probs, truth, TAX, CalibrationTargets(refusal_rates={"privacy": 0.5}))

@@ -1,0 +1,103 @@
+"""Every YAML in configs/ parses with the parser that will read it, and recipe parsing is strict."""
+
+import os
+
+import pytest
+import yaml
+from trl import SFTConfig
+
+from refusal_tokens import RefusalSettings, RefusalTaxonomy
+from refusal_tokens.calibration import CalibrationTargets
+from refusal_tokens.config import (
+    RefusalDataArguments,
+    RefusalEvalArguments,
+    RefusalModelArguments,
+    parse_recipe_args,
+)
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+SFT_TYPES = [RefusalModelArguments, RefusalDataArguments, RefusalEvalArguments, SFTConfig]
+
+
+def _parse_accelerate(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(path)
+    assert cfg.num_processes >= 1
+
+
+def _parse_dpo(path):
+    from trl import DPOConfig
+
+    return _parse_sft(path, DPOConfig)
+
+
+def _parse_sft(path, trainer_config=SFTConfig):
+    import torch
+
+    argv = ["--config", path]
+    if not torch.cuda.is_available():
+        argv += ["--use_cpu", "true"]  # GPU configs ask for bf16, which TrainingArguments refuses without a GPU
+    model_args, data_args, eval_args, training_args = parse_recipe_args(SFT_TYPES[:3] + [trainer_config], argv)
+    assert training_args.output_dir
+    # every key of the file reached a dataclass field with the file's value
+    raw = yaml.safe_load(open(path))
+    fields = {**vars(model_args), **vars(data_args), **vars(eval_args)}
+    for key, value in raw.items():
+        if key in fields:
+            assert fields[key] == value, key
+
+
+def _parser_for(path):
+    rel = os.path.relpath(path, os.path.join(ROOT, "configs")).replace(os.sep, "/")
+    if rel.startswith("thresholds/"):
+        return RefusalSettings.from_file
+    if rel.startswith("taxonomies/"):
+        return RefusalTaxonomy.from_file
+    if rel.startswith("calibration/"):
+        return CalibrationTargets.from_file
+    if rel.startswith("accelerate/"):
+        return _parse_accelerate
+    if rel == "quickstart.yaml" or "/sft/" in rel:
+        return _parse_sft
+    if "/dpo/" in rel:
+        return _parse_dpo
+    return None
+
+
+def _all_configs():
+    for folder, _, files in os.walk(os.path.join(ROOT, "configs")):
+        for name in sorted(files):
+            if name.endswith((".yaml", ".yml")):
+                yield os.path.join(folder, name)
+
+
+@pytest.mark.parametrize("path", list(_all_configs()), ids=lambda p: os.path.relpath(p, ROOT))
+def test_every_yaml_in_configs_parses(path):
+    parser = _parser_for(path)
+    if parser is None:
+        pytest.fail(f"{path}: no parser registered for it; add one to tests/test_configs.py")
+    parser(path)
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("output_dir: out\ntaxonomy: coconot\nlearning_rat: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown keys 'learning_rat' \(did you mean 'learning_rate'\?\)"):
+        parse_recipe_args(SFT_TYPES, ["--config", str(cfg)])
+
+
+def test_unknown_flag_is_an_error_and_flags_override_yaml(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("output_dir: out\ntaxonomy: coconot\nmax_steps: 5\nlora_r: 4\nbf16: false\nuse_cpu: true\n")
+    with pytest.raises(ValueError, match="--no_such_flag"):
+        parse_recipe_args(SFT_TYPES, ["--config", str(cfg), "--no_such_flag", "1"])
+    m, d, _, t = parse_recipe_args(SFT_TYPES, ["--config", str(cfg), "--max_steps", "7", "--taxonomy", "single"])
+    assert (t.max_steps, d.taxonomy, m.lora_r) == (7, "single", 4)
+
+
+def test_bad_values_name_the_field(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("output_dir: out\nresponses: human\nbf16: false\nuse_cpu: true\n")
+    with pytest.raises(ValueError, match="responses"):
+        parse_recipe_args(SFT_TYPES, ["--config", str(cfg)])
