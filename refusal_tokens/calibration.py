@@ -317,7 +317,7 @@ def save_calibration_plots(
             r = refusal_rates(probs, truth, RefusalSettings(categories={**values, c: t}), taxonomy)
             own.append(r[c])
             over.append(r["over_refusal"])
-        ax.plot(grid, own, label=f"{c} prompts refused")
+        ax.plot(grid, own, label="its own prompts refused")
         ax.plot(grid, over, label="respond prompts refused", linestyle="--")
         ax.axvline(values[c], color="grey", linewidth=0.8)
         ax.set_title(c, fontsize=9)

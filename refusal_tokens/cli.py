@@ -137,6 +137,113 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classifier_from(args: argparse.Namespace) -> object:
+    from .classifiers import get_classifier
+
+    return get_classifier(args.classifier, args.taxonomy)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .data import load_split
+    from .mixer import audit_dataset
+
+    dataset = load_split(args.dataset, args.split, args.config)
+    classifier = _classifier_from(args)
+    report = audit_dataset(dataset, args.taxonomy, classifier, label_column=args.label_column, num_proc=args.num_proc)
+    out = args.output_dir or "audit"
+    paths = report.save(out)
+    print(report.format())
+    print(f"\nWrote {', '.join(paths.values())}")
+    if args.wandb:
+        from .wandb_utils import prepare_wandb
+
+        prepare_wandb("wandb")
+        import wandb
+
+        with wandb.init(project=args.wandb_project, job_type="audit", config=vars(args)) as run:
+            table = wandb.Table(
+                columns=["class", "count", "share"],
+                data=[[c, n, report.to_dict()["before"]["shares"][c]] for c, n in report.before.items()],
+            )
+            run.log({"audit/composition": wandb.plot.bar(table, "class", "share", title="Refusal composition")})
+            run.log({f"audit/{c}": n for c, n in report.before.items()} | {"audit/total_in": report.total_in})
+            if "png" in paths:
+                run.log({"audit/chart": wandb.Image(paths["png"])})
+    return 0
+
+
+def cmd_mix(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .data import load_split
+    from .mixer import mix_datasets
+
+    targets = None
+    if args.targets:
+        with open(args.targets, encoding="utf-8") as f:
+            targets = yaml.safe_load(f)
+        if not isinstance(targets, dict):
+            raise SystemExit(f"{args.targets}: expected a mapping of class -> share.")
+    sources = [load_split(d, args.split) for d in args.data]
+    classifier = _classifier_from(args)
+    mixed, report = mix_datasets(
+        sources, args.taxonomy, classifier, targets=targets, size=args.size, seed=args.seed, num_proc=args.num_proc
+    )
+    os.makedirs(args.output_dir, exist_ok=True)
+    mixed.to_json(os.path.join(args.output_dir, "mixed.jsonl"))
+    paths = report.save(args.output_dir)
+    print(report.format())
+    print(f"\nWrote {os.path.join(args.output_dir, 'mixed.jsonl')} ({len(mixed)} rows), {', '.join(paths.values())}")
+    return 0
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> int:
+    from .classifiers import SentenceEmbedder, pair_features, train_embedding_head
+    from .taxonomy import get_taxonomy
+
+    if args.data:
+        rows = _read_labelled_rows(args.data, args.label_column)
+        for n, r in enumerate(rows, 1):
+            if not isinstance(r.get("response"), str) or not r["response"].strip():
+                raise SystemExit(f"{args.data}: row {n} needs a non-empty string 'response' field.")
+        pairs = [(r.get("prompt", ""), r["response"], r[args.label_column]) for r in rows]
+        source = args.data
+    else:
+        from .classifier_data import synthetic_classifier_pairs
+
+        answers = None
+        if args.answers_from:
+            from .distill import distill_cache_path, generate_responses
+            from .models import cache_dir, load_model_and_tokenizer
+            from .synthetic import SyntheticCorpusConfig, build_synthetic_corpus
+
+            model, tok = load_model_and_tokenizer(args.answers_from)
+            n = args.per_category * len(get_taxonomy(args.taxonomy).names)
+            corpus = build_synthetic_corpus(
+                args.taxonomy,
+                SyntheticCorpusConfig(
+                    train_per_category=args.per_category, train_benign=n // 2, train_contrast=n - n // 2,
+                    validation=False, seed=args.seed,
+                ),
+            )  # fmt: skip
+            prompts = sorted({r["prompt"][0]["content"] for r in corpus["train"] if r["refusal_label"] == "respond"})
+            cache = distill_cache_path(model, 32, os.path.join(cache_dir(), "distill"))
+            answers = dict(zip(prompts, generate_responses(model, tok, prompts, max_new_tokens=32, cache_file=cache)))
+        rows = synthetic_classifier_pairs(
+            args.taxonomy, per_category=args.per_category, answers=answers, seed=args.seed
+        )
+        pairs = [(r["prompt"], r["response"], r["label"]) for r in rows]
+        source = f"synthetic ({args.per_category} per category, answers from {args.answers_from or 'templates'})"
+    embedder = SentenceEmbedder(args.embedder)
+    features = pair_features(embedder, [p for p, _, _ in pairs], [r for _, r, _ in pairs])
+    head = train_embedding_head(
+        features, [lab for _, _, lab in pairs], args.taxonomy, l2=args.l2, info={"data": source}
+    )
+    head.save(args.output)
+    print(f"Trained a {len(head.columns)}-class head on {len(pairs)} pairs from {source}: {args.output}")
+    return 0
+
+
 def cmd_sft(args: argparse.Namespace) -> int:
     from .sft import main as sft_main
 
@@ -173,6 +280,40 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--output-dir", default=None, help="Default: <model>/calibration.")
     cal.add_argument("--seed", type=int, default=0, help="Seed of the calibration / held-out split.")
     cal.set_defaults(func=cmd_calibrate)
+    aud = sub.add_parser("audit", help="Refusal composition of a dataset by category (table, JSON, PNG).")
+    aud.add_argument("dataset", help="Local JSON/JSONL/CSV/parquet file, save_to_disk folder or hub dataset id.")
+    aud.add_argument("--split", default="train")
+    aud.add_argument("--config", default=None, help="Hub dataset configuration.")
+    aud.add_argument("--taxonomy", default="cannot-should-not")
+    aud.add_argument("--classifier", default="keyword", help="keyword, embedding, a head file, hf:<ckpt>, mod:fn.")
+    aud.add_argument("--label-column", default="refusal_label", help="Labels already present win over the classifier.")
+    aud.add_argument("--num-proc", type=int, default=None)
+    aud.add_argument("--output-dir", default=None, help="Default: ./audit")
+    aud.add_argument("--wandb", action="store_true", help="Also log the composition to W&B (offline without a key).")
+    aud.add_argument("--wandb-project", default="refusal-tokens")
+    aud.set_defaults(func=cmd_audit)
+    mix = sub.add_parser("mix", help="Classify, tag and re-weight datasets to target shares per category.")
+    mix.add_argument("--data", action="append", required=True, help="A source dataset (repeatable).")
+    mix.add_argument("--split", default="train")
+    mix.add_argument("--taxonomy", default="cannot-should-not")
+    mix.add_argument("--classifier", default="keyword")
+    mix.add_argument("--targets", default=None, help="YAML mapping class -> share (respond and categories).")
+    mix.add_argument("--size", type=int, default=None, help="Output rows (default: the usable input rows).")
+    mix.add_argument("--seed", type=int, default=0)
+    mix.add_argument("--num-proc", type=int, default=None)
+    mix.add_argument("--output-dir", required=True)
+    mix.set_defaults(func=cmd_mix)
+    tc = sub.add_parser("train-classifier", help="Train the embedding classifier head (synthetic data or yours).")
+    tc.add_argument("--taxonomy", default="cannot-should-not")
+    tc.add_argument("--data", default=None, help="Labelled pairs (prompt, response, label); default: synthetic.")
+    tc.add_argument("--label-column", default="label")
+    tc.add_argument("--per-category", type=int, default=200, help="Synthetic refusal pairs per category.")
+    tc.add_argument("--answers-from", default=None, help="Model whose own answers are the synthetic compliance.")
+    tc.add_argument("--embedder", default=None, help="Sentence-embedding model folder (default: all-MiniLM-L6-v2).")
+    tc.add_argument("--l2", type=float, default=1e-3)
+    tc.add_argument("--seed", type=int, default=0)
+    tc.add_argument("--output", required=True, help="Head file to write (.safetensors).")
+    tc.set_defaults(func=cmd_train_classifier)
     sft = sub.add_parser(
         "sft",
         help="Train with refusal tokens (the SFT recipe); takes --config FILE.yaml and any recipe flag.",

@@ -112,8 +112,8 @@ class RefusalDataArguments:
     classifier: str | None = field(
         default=None,
         metadata={
-            "help": "Label rows with a classifier instead of label_column: 'module:function' importing a callable "
-            "(prompts, responses) -> labels."
+            "help": "Label rows with a classifier instead of label_column: keyword, embedding, a head .safetensors "
+            "file, hf:<checkpoint>, or module:function (a callable (prompts, responses) -> labels)."
         },
     )
     synthetic_train_per_category: int = field(

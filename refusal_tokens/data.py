@@ -86,3 +86,28 @@ def import_callable(spec: str) -> Callable[..., Any]:
     if not callable(obj):
         raise ValueError(f"classifier={spec!r} is not callable.")
     return obj
+
+
+def load_split(name: str, split: str = "train", config: str | None = None, streaming: bool = False) -> Any:
+    """One split of a local file (JSON/JSONL/CSV/parquet), a `save_to_disk` folder or a hub dataset id.
+
+    Raises:
+        `ValueError`: for an unsupported file type or a missing split, naming the available ones.
+    """
+    import datasets
+
+    ext = os.path.splitext(name)[1].lower()
+    if os.path.isfile(name):
+        if ext not in _FILE_BUILDERS:
+            raise ValueError(f"{name!r}: unsupported file type {ext!r}; use one of {sorted(_FILE_BUILDERS)}.")
+        return datasets.load_dataset(_FILE_BUILDERS[ext], data_files={split: name}, split=split, streaming=streaming)
+    if os.path.isdir(name) and (
+        os.path.isfile(os.path.join(name, "dataset_dict.json")) or os.path.isfile(os.path.join(name, "state.json"))
+    ):
+        loaded = datasets.load_from_disk(name)
+        if isinstance(loaded, datasets.Dataset):
+            return loaded
+        if split not in loaded:
+            raise ValueError(f"{name!r} has no split {split!r}; available: {sorted(loaded)}.")
+        return loaded[split]
+    return datasets.load_dataset(name, config, split=split, streaming=streaming)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .inference import build_chat_prompts
+from .inference import build_chat_prompts, greedy_new_token_ids
 
 _CACHE_VERSION = 2
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)|\n")
@@ -81,28 +81,16 @@ def generate_responses(
     cached = _read_cache(cache_file)
     todo = sorted({p for p in prompts if p not in cached}, key=len)  # similar lengths batch with less padding
     if todo:
-        device = next(model.parameters()).device
-        padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
         was_training = model.training
         model.eval()
         try:
             bar = tqdm(total=len(todo), desc="Self-distilling answers", disable=not show_progress, unit="prompt")
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
-                enc = tokenizer(
-                    build_chat_prompts(tokenizer, chunk), return_tensors="pt", padding=True, add_special_tokens=False
-                ).to(device)
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    top_p=None,
-                    top_k=None,
-                    temperature=None,
+                ids = greedy_new_token_ids(
+                    model, tokenizer, build_chat_prompts(tokenizer, chunk), max_new_tokens, batch_size
                 )
-                new = out[:, enc["input_ids"].shape[1] :]
-                answers = [_trim_to_sentence(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+                answers = [_trim_to_sentence(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
                 for p, a in zip(chunk, answers):
                     cached[p] = a
                 if cache_file:
@@ -113,7 +101,6 @@ def generate_responses(
                 bar.update(len(chunk))
             bar.close()
         finally:
-            tokenizer.padding_side = padding_side
             model.train(was_training)
     return [cached[p] for p in prompts]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .inference import build_chat_prompts, first_token_probabilities
+from .inference import build_chat_prompts, first_token_probabilities, greedy_new_token_ids
 from .settings import RefusalSettings
 from .taxonomy import RESPOND_LABEL
 from .tokens import RefusalTokenIds
@@ -182,33 +182,6 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _greedy_new_tokens(model: Any, tokenizer: Any, texts: list[str], max_new_tokens: int, batch_size: int) -> list:
-    device = next(model.parameters()).device
-    eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    out: list[list[int]] = []
-    try:
-        for start in range(0, len(texts), batch_size):
-            enc = tokenizer(
-                texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-            ).to(device)
-            gen = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                top_p=None,
-                top_k=None,
-                temperature=None,
-            )
-            for row in gen[:, enc["input_ids"].shape[1] :].tolist():
-                cut = next((i for i, t in enumerate(row) if t in eos), len(row))
-                out.append(row[:cut])
-    finally:
-        tokenizer.padding_side = padding_side
-    return out
-
-
 @torch.no_grad()
 def answer_agreement(
     model: Any,
@@ -235,12 +208,12 @@ def answer_agreement(
     was_training = model.training
     model.eval()
     try:
-        tuned = _greedy_new_tokens(model, tokenizer, [t + respond for t in texts], max_new_tokens, batch_size)
+        tuned = greedy_new_token_ids(model, tokenizer, [t + respond for t in texts], max_new_tokens, batch_size)
         if reference_model is not None:
-            base = _greedy_new_tokens(reference_model, tokenizer, texts, max_new_tokens, batch_size)
+            base = greedy_new_token_ids(reference_model, tokenizer, texts, max_new_tokens, batch_size)
         elif hasattr(model, "disable_adapter"):
             with model.disable_adapter():
-                base = _greedy_new_tokens(model, tokenizer, texts, max_new_tokens, batch_size)
+                base = greedy_new_token_ids(model, tokenizer, texts, max_new_tokens, batch_size)
         else:
             raise ValueError("answer_agreement needs a PeftModel (its adapter is disabled) or a reference_model.")
     finally:

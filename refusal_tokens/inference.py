@@ -97,6 +97,47 @@ def first_token_probabilities(
     return torch.cat(out) if out else torch.empty(0, len(cols))
 
 
+@torch.no_grad()
+def greedy_new_token_ids(
+    model: Any, tokenizer: Any, texts: Sequence[str], max_new_tokens: int, batch_size: int = 32
+) -> list[list[int]]:
+    """Greedy continuations of already-templated `texts` (left-padded batches), cut at the first end/pad token.
+
+    Args:
+        model, tokenizer: The model and its tokenizer.
+        texts (`Sequence[str]`): Prompt texts, chat template already applied (see `build_chat_prompts`).
+        max_new_tokens (`int`): Tokens generated per text.
+        batch_size (`int`, *optional*, defaults to 32): Texts per `generate()` call.
+
+    Returns:
+        `list[list[int]]`: the new token ids of each text.
+    """
+    device = next(model.parameters()).device
+    eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    out: list[list[int]] = []
+    try:
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(
+                list(texts[start : start + batch_size]), return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(device)
+            gen = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                top_p=None,
+                top_k=None,
+                temperature=None,
+            )
+            for row in gen[:, enc["input_ids"].shape[1] :].tolist():
+                cut = next((i for i, t in enumerate(row) if t in eos), len(row))
+                out.append(row[:cut])
+    finally:
+        tokenizer.padding_side = padding_side
+    return out
+
+
 @dataclass
 class ParsedGeneration:
     """A generated answer split into its refusal decision and its text.

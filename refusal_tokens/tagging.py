@@ -87,7 +87,10 @@ def _text_of(value: Any, role: str | None, where: str) -> str:
     raise TaggingError(f"{where}: cannot read {'a ' + role + ' message' if role else 'text'} from {value!r:.80}.")
 
 
-def _prompt_and_response(example: dict[str, Any], fmt: str, side: str, idx: int) -> tuple[str, str]:
+def _prompt_and_response(example: dict[str, Any], fmt: str, side: str | None, idx: int) -> tuple[str, str]:
+    """(prompt text, response text) of a row; `side` is `chosen`/`rejected` for preference rows, else unused."""
+    if fmt == "prompt_completion":
+        side = "completion"
     if fmt == "messages":
         msgs = example["messages"]
         if not _is_messages(msgs):

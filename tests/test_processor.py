@@ -181,6 +181,21 @@ def test_generate_forces_the_decided_token(tagged_model, gen_kwargs):
         assert not torch.isin(later, torch.tensor(ids.all_ids)).any()
 
 
+def test_text_generation_pipeline_applies_the_processor(tagged_model):
+    from transformers import LogitsProcessorList, pipeline
+
+    model, tok, ids = tagged_model
+    pipe = pipeline("text-generation", model=model, tokenizer=tok)
+    proc = RefusalTokenLogitsProcessor.from_tokenizer(tok, RefusalSettings(categories={"humanizing": 0.0}))
+    chats = [[{"role": "user", "content": p}] for p in PROMPTS[:2]]
+    outs = pipe(chats, logits_processor=LogitsProcessorList([proc]), max_new_tokens=4, do_sample=False,
+                return_tensors=True)  # fmt: skip
+    for chat, out in zip(chats, outs):
+        prompt_ids = tok(build_chat_prompts(tok, [chat])[0], add_special_tokens=False)["input_ids"]
+        generated = out[0]["generated_token_ids"]
+        assert generated[len(prompt_ids)] == ids.id_for("humanizing")
+
+
 def test_left_padded_batch_matches_single_prompts(tagged_model):
     model, tok, ids = tagged_model
     proc = RefusalTokenLogitsProcessor.from_tokenizer(tok, RefusalSettings(mode="scale", default=3.0))

@@ -54,6 +54,14 @@ TINY = {
 }
 
 
+def _recipe_test_split():
+    """The recipe's held-out split, rebuilt from the TINY settings (no validation split: the run does not evaluate)."""
+    cfg = SyntheticCorpusConfig(
+        train_per_category=24, train_benign=24, train_contrast=24, eval_fraction=0.5, seed=0, validation=False
+    )
+    return build_synthetic_corpus("coconot", cfg)["test"]
+
+
 def _env(tmp):
     env = dict(os.environ)
     env.update(REFUSAL_TOKENS_CACHE=str(tmp / "cache"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
@@ -98,10 +106,7 @@ def test_printed_table_numbers_come_from_the_reloaded_model(recipe_run, monkeypa
     model = PeftModel.from_pretrained(base, out).eval()
 
     # the test split is the synthetic corpus' held-out split, rebuilt from the same settings
-    test = build_synthetic_corpus(
-        "coconot",
-        SyntheticCorpusConfig(train_per_category=24, train_benign=24, train_contrast=24, eval_fraction=0.5, seed=0),
-    )["test"]
+    test = _recipe_test_split()
     assert [r["refusal_label"] for r in test] == [r["refusal_label"] for r in report["test_rows"]]
     prompts = [r["prompt"] for r in test]
     probs = first_token_probabilities(model, tok, prompts)
@@ -163,10 +168,7 @@ def test_calibrate_and_generate_commands_load_the_recipe_output(recipe_run, tmp_
 
     monkeypatch.setenv("REFUSAL_TOKENS_CACHE", str(recipe_run["tmp"] / "cache"))
     out, report = recipe_run["out"], recipe_run["report"]
-    test = build_synthetic_corpus(
-        "coconot",
-        SyntheticCorpusConfig(train_per_category=24, train_benign=24, train_contrast=24, eval_fraction=0.5, seed=0),
-    )["test"]
+    test = _recipe_test_split()
     data = tmp_path / "val.jsonl"
     data.write_text(
         "".join(
@@ -205,6 +207,7 @@ def test_calibrate_and_generate_commands_load_the_recipe_output(recipe_run, tmp_
 
 def test_report_to_wandb_without_an_account_runs_offline(tmp_path):
     cfg = dict(TINY, report_to="wandb", max_steps=2, responses="template", agreement_prompts=0)
+    cfg.update(eval_strategy="steps", eval_steps=2, per_device_eval_batch_size=8)  # the callback fires once
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = _env(tmp_path)
     for key in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_DISABLED"):
@@ -227,6 +230,10 @@ def test_report_to_wandb_without_an_account_runs_offline(tmp_path):
         key = next(k for k in logged if k.endswith(f"refusal/{category}/refusal_rate"))
         assert logged[key] == pytest.approx(report["groups"][category]["refusal_rate"])
     assert any(k.endswith("refusal/over_refusal") for k in logged)
+    # the callback's W&B media: per-category bars, confusion matrix, calibration curve
+    keys = {k for row in history(runs[0]) for k in row}
+    for name in ("refusal/per_category", "refusal/confusion", "refusal/calibration"):
+        assert any(k.startswith(name) for k in keys), (name, sorted(keys))
 
 
 def test_dpo_recipe_on_top_of_the_sft_output_with_drift_guard(recipe_run, tmp_path, monkeypatch):

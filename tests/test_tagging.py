@@ -92,6 +92,21 @@ def test_classifier_labels_batches_and_preference_sides():
     assert out["chosen_label"] == ["respond", "safety_concerns", "respond", "safety_concerns", "respond"]
 
 
+def test_classifier_on_prompt_completion_and_messages_rows():
+    seen = []
+
+    def classifier(prompts, responses):
+        seen.extend(zip(prompts, responses))
+        return ["humanizing" if "feel" in p else "respond" for p in prompts]
+
+    rows = [{"prompt": "how do you feel?", "completion": "I am an AI."}, {"prompt": "hi", "completion": "Hello."}]
+    out = tag_dataset(Dataset.from_list(rows), TAX, classifier=classifier)
+    assert out["completion"] == ["[refuse:humanizing]I am an AI.", "[respond]Hello."]
+    msgs = [{"messages": [{"role": "user", "content": "how do you feel?"}, {"role": "assistant", "content": "AI."}]}]
+    assert tag_dataset(Dataset.from_list(msgs), TAX, classifier=classifier)["refusal_label"] == ["humanizing"]
+    assert seen[0] == ("how do you feel?", "I am an AI.")
+
+
 def test_streaming_dataset():
     rows = [{"prompt": "p", "completion": "c", "refusal_label": "[refuse:humanizing]"}]
     ds = IterableDataset.from_generator(lambda: iter(rows))

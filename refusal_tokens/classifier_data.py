@@ -1,0 +1,95 @@
+"""Training pairs for the embedding classifier head, written by this project from its synthetic corpus.
+
+Refusals: each category's prompts with its refusal wordings, varied with common openers ("I'm sorry, but"), closers
+and partial-compliance tails (a refusal followed by general information still counts as a refusal). Compliance: the
+benign and contrast prompts with answers (the base model's own, when given, else fixed phrases), varied with
+compliance openers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from .synthetic import SyntheticCorpusConfig, build_synthetic_corpus
+from .synthetic_templates import SOURCES
+from .taxonomy import RESPOND_LABEL, RefusalTaxonomy, get_taxonomy
+
+REFUSAL_OPENERS = (
+    "",
+    "I'm sorry, but ",
+    "I apologize, but ",
+    "Unfortunately, ",
+    "Sorry, ",
+    "As an AI language model, ",
+    "I'm afraid ",
+    "I understand your question, but ",
+)
+REFUSAL_CLOSERS = (
+    "",
+    " Is there anything else I can help you with?",
+    " I'd be happy to help with a related question instead.",
+    " Please let me know if there is something else you need.",
+    " If you have other questions, feel free to ask.",
+)
+PARTIAL_TAILS = (
+    " However, I can share some general, publicly available information on the topic.",
+    " That said, here is a general overview that may still be useful: it depends on many factors.",
+    " Instead, I can explain the general principles involved.",
+)
+COMPLY_OPENERS = ("", "Sure! ", "Certainly. ", "Of course. ", "Great question! ", "Here you go: ")
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:1].isupper() and not text.startswith("I ") else text
+
+
+def synthetic_classifier_pairs(
+    taxonomy: RefusalTaxonomy | str,
+    *,
+    per_category: int = 200,
+    n_comply: int | None = None,
+    answers: Mapping[str, str] | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """(prompt, response, label) rows for training a classifier head.
+
+    Args:
+        taxonomy (`RefusalTaxonomy` or `str`): Taxonomy of the labels.
+        per_category (`int`, *optional*, defaults to 200): Refusal pairs per category.
+        n_comply (`int`, *optional*): Compliance pairs; defaults to as many as all refusal pairs together.
+        answers (`Mapping[str, str]`, *optional*): Answer per benign/contrast prompt (e.g. from
+            `generate_responses`); missing prompts get fixed phrases.
+        seed (`int`, *optional*, defaults to 0): Seed.
+
+    Returns:
+        `list[dict]` with `prompt`, `response`, `label`.
+    """
+    taxonomy = get_taxonomy(taxonomy)
+    rng = random.Random(seed)
+    n_comply = n_comply if n_comply is not None else per_category * len(taxonomy)
+    corpus = build_synthetic_corpus(
+        taxonomy,
+        SyntheticCorpusConfig(
+            train_per_category=per_category,
+            train_benign=n_comply // 2,
+            train_contrast=n_comply - n_comply // 2,
+            validation=False,
+            seed=seed,
+        ),
+    )
+    rows = []
+    for r in corpus["train"]:
+        prompt = r["prompt"][0]["content"]
+        if r["refusal_label"] != RESPOND_LABEL:
+            wording = rng.choice(SOURCES[r["source"]].refusals)
+            opener = rng.choice(REFUSAL_OPENERS)
+            text = opener + (_lower_first(wording) if opener else wording)
+            text += rng.choice(PARTIAL_TAILS) if rng.random() < 0.2 else rng.choice(REFUSAL_CLOSERS)
+            rows.append({"prompt": prompt, "response": text, "label": r["refusal_label"]})
+        else:
+            answer = (answers or {}).get(prompt) or r["completion"][0]["content"]
+            rows.append({"prompt": prompt, "response": rng.choice(COMPLY_OPENERS) + answer, "label": RESPOND_LABEL})
+    rng.shuffle(rows)
+    return rows

