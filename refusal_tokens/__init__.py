@@ -2,6 +2,14 @@
 
 from .calibration import CalibrationTargets, calibrate_thresholds, calibration_report
 from .callbacks import RefusalRateCallback
+from .classifiers import (
+    CallableRefusalClassifier,
+    EmbeddingRefusalClassifier,
+    HFRefusalClassifier,
+    KeywordRefusalClassifier,
+    RefusalClassifier,
+    get_classifier,
+)
 from .config import RefusalDataArguments, RefusalEvalArguments, RefusalModelArguments, parse_recipe_args
 from .distill import generate_responses, self_distill_responses
 from .dpo import run_dpo
@@ -13,6 +21,7 @@ from .inference import (
     parse_generation,
     parse_generations,
 )
+from .mixer import CompositionReport, audit_dataset, mix_datasets, mix_streams
 from .models import load_model_and_tokenizer, load_refusal_model
 from .peft_utils import (
     count_parameters,
@@ -37,8 +46,14 @@ __all__ = [
     "RESPOND_LABEL",
     "RESPOND_TOKEN",
     "CalibrationTargets",
+    "CallableRefusalClassifier",
+    "CompositionReport",
+    "EmbeddingRefusalClassifier",
+    "HFRefusalClassifier",
+    "KeywordRefusalClassifier",
     "ParsedGeneration",
     "RefusalCategory",
+    "RefusalClassifier",
     "RefusalDataArguments",
     "RefusalEvalArguments",
     "RefusalModelArguments",
@@ -52,6 +67,7 @@ __all__ = [
     "add_refusal_tokens",
     "answer_agreement",
     "assistant_header_ids",
+    "audit_dataset",
     "build_chat_prompts",
     "build_synthetic_corpus",
     "calibrate_thresholds",
@@ -64,12 +80,15 @@ __all__ = [
     "first_token_probabilities",
     "format_report",
     "generate_responses",
+    "get_classifier",
     "get_refusal_lora_config",
     "get_refusal_peft_model",
     "get_taxonomy",
     "load_model_and_tokenizer",
     "load_refusal_model",
     "load_taxonomy",
+    "mix_datasets",
+    "mix_streams",
     "parse_generation",
     "parse_generations",
     "parse_recipe_args",

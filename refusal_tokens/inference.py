@@ -79,6 +79,9 @@ def first_token_probabilities(
     cols = torch.tensor(token_ids.all_ids, device=device)
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # the last position must be the real last prompt token in every row
+    # Batches of similar lengths waste less compute on padding; results go back to the caller's order.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    texts = [texts[i] for i in order]
     try:
         out = []
         for start in range(0, len(texts), batch_size):
@@ -94,7 +97,11 @@ def first_token_probabilities(
             out.append(logits.float().softmax(dim=-1).index_select(1, cols).cpu())
     finally:
         tokenizer.padding_side = padding_side
-    return torch.cat(out) if out else torch.empty(0, len(cols))
+    if not out:
+        return torch.empty(0, len(cols))
+    probs = torch.empty(len(order), len(cols))
+    probs[torch.tensor(order)] = torch.cat(out)
+    return probs
 
 
 @torch.no_grad()
