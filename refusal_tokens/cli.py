@@ -87,7 +87,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _read_labelled_rows(path: str, label_column: str) -> list[dict]:
-    from .data import load_dataset_splits
+    from .data import load_split
 
     if os.path.isfile(path) and path.endswith((".jsonl", ".json")):
         rows = []
@@ -99,8 +99,7 @@ def _read_labelled_rows(path: str, label_column: str) -> list[dict]:
                     except json.JSONDecodeError as e:
                         raise SystemExit(f"{path}:{n}: not valid JSON ({e}).") from None
     else:
-        split = load_dataset_splits(path, test_split=None, test_size=0.5)
-        rows = split["train"].to_list() + split["test"].to_list()
+        rows = load_split(path).to_list()
     for n, row in enumerate(rows, 1):
         if not isinstance(row, dict) or label_column not in row or not ("prompt" in row or "messages" in row):
             raise SystemExit(f"{path}: row {n} needs a 'prompt' (or 'messages') and a '{label_column}' field.")

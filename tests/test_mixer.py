@@ -112,3 +112,22 @@ def test_audit_and_mix_commands(tmp_path, capsys):
                  str(tmp_path / "m")]) == 0  # fmt: skip
     mixed = [json.loads(line) for line in (tmp_path / "m" / "mixed.jsonl").read_text().splitlines()]
     assert sum(r["refusal_label"] == "privacy" for r in mixed) == 4 and len(mixed) == 20
+
+
+def test_audit_logs_to_wandb_offline_without_an_account(tmp_path, monkeypatch):
+    import glob
+
+    from wandb_reader import history
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _sft_rows()))
+    for key in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DISABLED"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    assert main(["audit", str(data), "--output-dir", str(tmp_path / "a"), "--wandb"]) == 0
+    runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
+    assert len(runs) == 1
+    logged = {k: v for row in history(runs[0]) for k, v in row.items()}
+    assert logged["audit/privacy"] == 10 and logged["audit/respond"] == 30
