@@ -41,6 +41,12 @@ PARTIAL_TAILS = (
 COMPLY_OPENERS = ("", "Sure! ", "Certainly. ", "Of course. ", "Great question! ", "Here you go: ")
 
 
+def _sources_of(taxonomy: RefusalTaxonomy) -> dict[str, tuple[str, ...]]:
+    from .synthetic import category_sources
+
+    return category_sources(taxonomy)
+
+
 def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:] if text[:1].isupper() and not text.startswith("I ") else text
 
@@ -51,6 +57,7 @@ def synthetic_classifier_pairs(
     per_category: int = 200,
     n_comply: int | None = None,
     answers: Mapping[str, str] | None = None,
+    swap_share: float = 0.3,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """(prompt, response, label) rows for training a classifier head.
@@ -61,6 +68,9 @@ def synthetic_classifier_pairs(
         n_comply (`int`, *optional*): Compliance pairs; defaults to as many as all refusal pairs together.
         answers (`Mapping[str, str]`, *optional*): Answer per benign/contrast prompt (e.g. from
             `generate_responses`); missing prompts get fixed phrases.
+        swap_share (`float`, *optional*, defaults to 0.3): Share of contrast prompts paired with a refusal (labelled
+            with the category of their source) and of compliant answers paired with a refusal-worthy prompt
+            (labelled respond), so the head learns refuse-vs-comply from the response.
         seed (`int`, *optional*, defaults to 0): Seed.
 
     Returns:
@@ -80,8 +90,20 @@ def synthetic_classifier_pairs(
         ),
     )
     rows = []
+    refusal_prompts = [r["prompt"][0]["content"] for r in corpus["train"] if r["refusal_label"] != RESPOND_LABEL]
     for r in corpus["train"]:
         prompt = r["prompt"][0]["content"]
+        if r["kind"] == "contrast" and rng.random() < swap_share:
+            # An over-refusal is still a refusal: a look-alike prompt answered with its source's refusal teaches the
+            # head that the response, not the prompt, decides refuse vs comply (the prompt still tells the category).
+            wording = rng.choice(SOURCES[r["source"]].refusals)
+            label = next((c for c, srcs in _sources_of(taxonomy).items() if r["source"] in srcs), None)
+            if label is not None:
+                rows.append({"prompt": prompt, "response": wording, "label": label})
+                continue
+        if r["refusal_label"] == RESPOND_LABEL and rng.random() < swap_share and refusal_prompts:
+            # ... and a compliant answer to a refusal-worthy prompt is compliance.
+            prompt = rng.choice(refusal_prompts)
         if r["refusal_label"] != RESPOND_LABEL:
             wording = rng.choice(SOURCES[r["source"]].refusals)
             opener = rng.choice(REFUSAL_OPENERS)
