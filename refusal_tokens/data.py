@@ -15,6 +15,24 @@ _FILE_BUILDERS = {
 }
 
 
+def _source_kind(name: str) -> tuple[str, str | None]:
+    """`("file", builder)` for a local data file, `("disk", None)` for a `save_to_disk` folder, else `("hub", None)`.
+
+    Raises:
+        `ValueError`: for a local file of an unsupported type.
+    """
+    if os.path.isfile(name):
+        ext = os.path.splitext(name)[1].lower()
+        if ext not in _FILE_BUILDERS:
+            raise ValueError(f"{name!r}: unsupported file type {ext!r}; use one of {sorted(_FILE_BUILDERS)}.")
+        return "file", _FILE_BUILDERS[ext]
+    if os.path.isdir(name) and (
+        os.path.isfile(os.path.join(name, "dataset_dict.json")) or os.path.isfile(os.path.join(name, "state.json"))
+    ):
+        return "disk", None
+    return "hub", None
+
+
 def load_dataset_splits(
     name: str,
     *,
@@ -45,16 +63,10 @@ def load_dataset_splits(
     """
     import datasets
 
-    ext = os.path.splitext(name)[1].lower()
-    if os.path.isfile(name):
-        if ext not in _FILE_BUILDERS:
-            raise ValueError(
-                f"dataset_name={name!r}: unsupported file type {ext!r}; use one of {sorted(_FILE_BUILDERS)}."
-            )
-        loaded = datasets.load_dataset(_FILE_BUILDERS[ext], data_files={"train": name})
-    elif os.path.isdir(name) and (
-        os.path.isfile(os.path.join(name, "dataset_dict.json")) or os.path.isfile(os.path.join(name, "state.json"))
-    ):
+    kind, builder = _source_kind(name)
+    if kind == "file":
+        loaded = datasets.load_dataset(builder, data_files={"train": name})
+    elif kind == "disk":
         loaded = datasets.load_from_disk(name)
         if isinstance(loaded, datasets.Dataset):
             loaded = datasets.DatasetDict({"train": loaded})
@@ -96,14 +108,10 @@ def load_split(name: str, split: str = "train", config: str | None = None, strea
     """
     import datasets
 
-    ext = os.path.splitext(name)[1].lower()
-    if os.path.isfile(name):
-        if ext not in _FILE_BUILDERS:
-            raise ValueError(f"{name!r}: unsupported file type {ext!r}; use one of {sorted(_FILE_BUILDERS)}.")
-        return datasets.load_dataset(_FILE_BUILDERS[ext], data_files={split: name}, split=split, streaming=streaming)
-    if os.path.isdir(name) and (
-        os.path.isfile(os.path.join(name, "dataset_dict.json")) or os.path.isfile(os.path.join(name, "state.json"))
-    ):
+    kind, builder = _source_kind(name)
+    if kind == "file":
+        return datasets.load_dataset(builder, data_files={split: name}, split=split, streaming=streaming)
+    if kind == "disk":
         loaded = datasets.load_from_disk(name)
         if isinstance(loaded, datasets.Dataset):
             return loaded
