@@ -73,10 +73,10 @@ def main() -> None:
     if not os.path.isdir(args.data):
         sys.exit(f"CoCoNot data not found at {args.data}: it lives in ../shared/data/coconot (see its README).")
 
-    from refusal_tokens import RefusalSettings, add_refusal_tokens, first_token_probabilities, load_taxonomy
+    from refusal_tokens import RefusalSettings, first_token_probabilities, load_taxonomy
     from refusal_tokens.distill import generate_responses
     from refusal_tokens.keywords import is_refusal_text
-    from refusal_tokens.models import load_model_and_tokenizer
+    from refusal_tokens.models import load_model_and_tokenizer, load_refusal_model
 
     rows = load_rows(args.data, args.limit)
     prompts = [r["prompt"] for r in rows]
@@ -96,17 +96,10 @@ def main() -> None:
         ]
 
     if args.adapter:
-        from peft import PeftModel
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(args.adapter)
-        tok.padding_side = "left"
-        base, _ = load_model_and_tokenizer(args.base)
+        model, tok = load_refusal_model(args.base, args.adapter)
         taxonomy = load_taxonomy(tok)
         if taxonomy.name != "coconot":
             sys.exit(f"{args.adapter} was trained with taxonomy {taxonomy.name!r}; this benchmark needs 'coconot'.")
-        add_refusal_tokens(base, tok, taxonomy)
-        model = PeftModel.from_pretrained(base, args.adapter).eval()
         settings = RefusalSettings.from_file(os.path.join(args.adapter, "thresholds.yaml"))
         probs = first_token_probabilities(model, tok, prompts, batch_size=args.batch_size)
         labels = ["respond"] + taxonomy.names

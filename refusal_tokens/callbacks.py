@@ -10,14 +10,13 @@ process logs.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
-from .evaluation import group_of, labels_of, prompt_of, summarize_probabilities
+from .evaluation import group_of, labels_of, prompt_of, refusal_scalars, summarize_probabilities
 from .inference import first_token_probabilities
 from .settings import RefusalSettings
 from .tokens import RefusalTokenIds
@@ -132,19 +131,9 @@ class RefusalRateCallback(TrainerCallback):
         summary["probabilities"] = probs
         return summary
 
-    def _scalars(self, summary: dict[str, Any]) -> dict[str, float]:
-        out = {}
-        for k, v in summary["overall"].items():
-            if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)) and k != "support":
-                out[f"refusal/{k}"] = float(v)
-        for group, metrics in summary["groups"].items():
-            for k in ("refusal_rate", "accuracy", "mean_p_correct"):
-                out[f"refusal/{group}/{k}"] = float(metrics[k])
-        return out
-
     def _run(self, args: Any, state: Any, control: Any, model: Any) -> None:
         summary = self.measure(model)
-        scalars = self._scalars(summary)
+        scalars = refusal_scalars(summary)
         self.history.append({"step": state.global_step, **scalars})
         broken = {
             c: summary["groups"][c]["refusal_rate"]

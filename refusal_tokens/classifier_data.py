@@ -9,7 +9,7 @@ compliance openers.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .synthetic import SyntheticCorpusConfig, build_synthetic_corpus
@@ -56,7 +56,7 @@ def synthetic_classifier_pairs(
     *,
     per_category: int = 200,
     n_comply: int | None = None,
-    answers: Mapping[str, str] | None = None,
+    answers: Mapping[str, str] | Callable[[list[str]], Sequence[str]] | None = None,
     swap_share: float = 0.3,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
@@ -66,8 +66,9 @@ def synthetic_classifier_pairs(
         taxonomy (`RefusalTaxonomy` or `str`): Taxonomy of the labels.
         per_category (`int`, *optional*, defaults to 200): Refusal pairs per category.
         n_comply (`int`, *optional*): Compliance pairs; defaults to as many as all refusal pairs together.
-        answers (`Mapping[str, str]`, *optional*): Answer per benign/contrast prompt (e.g. from
-            `generate_responses`); missing prompts get fixed phrases.
+        answers (`Mapping[str, str]` or `Callable`, *optional*): Answer per benign/contrast prompt, or a function
+            giving the answers of a list of prompts (e.g. wrapping `generate_responses`); prompts without an answer
+            get fixed phrases.
         swap_share (`float`, *optional*, defaults to 0.3): Share of contrast prompts paired with a refusal (labelled
             with the category of their source) and of compliant answers paired with a refusal-worthy prompt
             (labelled respond), so the head learns refuse-vs-comply from the response.
@@ -89,6 +90,9 @@ def synthetic_classifier_pairs(
             seed=seed,
         ),
     )
+    if callable(answers):
+        prompts = sorted({r["prompt"][0]["content"] for r in corpus["train"] if r["refusal_label"] == RESPOND_LABEL})
+        answers = dict(zip(prompts, answers(prompts)))
     rows = []
     refusal_prompts = [r["prompt"][0]["content"] for r in corpus["train"] if r["refusal_label"] != RESPOND_LABEL]
     for r in corpus["train"]:

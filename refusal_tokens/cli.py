@@ -198,7 +198,6 @@ def cmd_mix(args: argparse.Namespace) -> int:
 
 def cmd_train_classifier(args: argparse.Namespace) -> int:
     from .classifiers import SentenceEmbedder, pair_features, train_embedding_head
-    from .taxonomy import get_taxonomy
 
     if args.data:
         rows = _read_labelled_rows(args.data, args.label_column)
@@ -214,20 +213,13 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
         if args.answers_from:
             from .distill import distill_cache_path, generate_responses
             from .models import cache_dir, load_model_and_tokenizer
-            from .synthetic import SyntheticCorpusConfig, build_synthetic_corpus
 
             model, tok = load_model_and_tokenizer(args.answers_from)
-            n = args.per_category * len(get_taxonomy(args.taxonomy).names)
-            corpus = build_synthetic_corpus(
-                args.taxonomy,
-                SyntheticCorpusConfig(
-                    train_per_category=args.per_category, train_benign=n // 2, train_contrast=n - n // 2,
-                    validation=False, seed=args.seed,
-                ),
-            )  # fmt: skip
-            prompts = sorted({r["prompt"][0]["content"] for r in corpus["train"] if r["refusal_label"] == "respond"})
             cache = distill_cache_path(model, 32, os.path.join(cache_dir(), "distill"))
-            answers = dict(zip(prompts, generate_responses(model, tok, prompts, max_new_tokens=32, cache_file=cache)))
+
+            def answers(prompts: list[str]) -> list[str]:
+                return generate_responses(model, tok, prompts, max_new_tokens=32, cache_file=cache)
+
         rows = synthetic_classifier_pairs(
             args.taxonomy, per_category=args.per_category, answers=answers, seed=args.seed
         )

@@ -6,6 +6,7 @@ All numbers come from the model's first-token probabilities (`first_token_probab
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -154,6 +155,21 @@ def summarize_probabilities(
         "predictions": [labels[d] for d in decision.tolist()],
         "probabilities": probs.tolist(),
     }
+
+
+def refusal_scalars(summary: dict[str, Any]) -> dict[str, float]:
+    """Flat `refusal/...` scalars of a summary for the Trainer's loggers: overall and per-group rates.
+
+    Supports (counts, not metrics) and undefined values (NaN, e.g. over-refusal without respond rows) are left out.
+    """
+    out = {}
+    for k, v in summary["overall"].items():
+        if k != "support" and isinstance(v, (int, float)) and not math.isnan(v):
+            out[f"refusal/{k}"] = float(v)
+    for group, metrics in summary["groups"].items():
+        for k in ("refusal_rate", "accuracy", "mean_p_correct"):
+            out[f"refusal/{group}/{k}"] = float(metrics[k])
+    return out
 
 
 def format_report(report: dict[str, Any]) -> str:

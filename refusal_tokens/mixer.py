@@ -246,8 +246,7 @@ def audit_dataset(
 ) -> CompositionReport:
     """The refusal composition of a dataset by category ("Cannot or Should Not?" ran this on public IFT/RLHF data).
 
-    Preference datasets are audited on their chosen responses (the rejected side's counts are in the JSON under
-    `rejected`).
+    Preference datasets are audited on their chosen responses.
     """
     labelled = classify_dataset(
         dataset,
@@ -337,18 +336,22 @@ def mix_datasets(
     return tagged, report
 
 
+def _check_target_shares(targets: Mapping[str, float], columns: Sequence[str]) -> None:
+    unknown = [c for c in targets if c not in columns]
+    if unknown:
+        raise ValueError(f"targets name unknown classes {unknown}; classes are {list(columns)}.")
+    if abs(sum(targets.values()) - 1.0) > 1e-6:
+        raise ValueError(f"target shares sum to {sum(targets.values()):.4f}; they must sum to 1.")
+
+
 def _quota_indices(
     labels: list[str], report: CompositionReport, targets: dict[str, float], size: int | None, seed: int
 ) -> list[int]:
-    unknown = [c for c in targets if c not in report.columns]
-    if unknown:
-        raise ValueError(f"targets name unknown classes {unknown}; classes are {report.columns}.")
+    _check_target_shares(targets, report.columns)
     present = [c for c, n in report.before.items() if n > 0]
     missing = [c for c in present if c not in targets]
     if missing:
         raise ValueError(f"targets must give a share for every class present; missing {missing} (use 0 to drop).")
-    if abs(sum(targets.values()) - 1.0) > 1e-6:
-        raise ValueError(f"target shares sum to {sum(targets.values()):.4f}; they must sum to 1.")
     empty = [c for c, share in targets.items() if share > 0 and report.before.get(c, 0) == 0]
     if empty:
         raise ValueError(f"targets ask for classes with no rows: {empty}; add data for them or set their share to 0.")
@@ -401,11 +404,7 @@ def mix_streams(
 
     taxonomy = get_taxonomy(taxonomy)
     columns = [RESPOND_LABEL] + taxonomy.names
-    unknown = [c for c in targets if c not in columns]
-    if unknown:
-        raise ValueError(f"targets name unknown classes {unknown}; classes are {columns}.")
-    if abs(sum(targets.values()) - 1.0) > 1e-6:
-        raise ValueError(f"target shares sum to {sum(targets.values()):.4f}; they must sum to 1.")
+    _check_target_shares(targets, columns)
     report = CompositionReport(columns=columns, before=dict.fromkeys(columns, 0), after=dict.fromkeys(columns, 0))
     labelled = [
         classify_dataset(

@@ -83,6 +83,14 @@ def resolve_model_path(name_or_path: str) -> str:
     return target
 
 
+def _for_generation(tokenizer: Any) -> Any:
+    """A pad token (the end-of-sequence one if missing) and left padding, as batched generation needs."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
 def load_model_and_tokenizer(name_or_path: str, **model_kwargs: Any) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer from a hub id, a local path or a `builtin:` name.
 
@@ -99,10 +107,7 @@ def load_model_and_tokenizer(name_or_path: str, **model_kwargs: Any) -> tuple[An
     path = resolve_model_path(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
-    return model, tokenizer
+    return model, _for_generation(tokenizer)
 
 
 def load_refusal_model(path_or_name: str, adapter: str | None = None, **model_kwargs: Any) -> tuple[Any, Any]:
@@ -141,10 +146,7 @@ def load_refusal_model(path_or_name: str, adapter: str | None = None, **model_kw
     if adapter is not None:
         from peft import PeftModel
 
-        tokenizer = AutoTokenizer.from_pretrained(adapter)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = "left"
+        tokenizer = _for_generation(AutoTokenizer.from_pretrained(adapter))
         if TAXONOMY_KEY not in tokenizer.init_kwargs:
             raise ValueError(f"{adapter}: its tokenizer carries no refusal tokens; was it saved by the recipe?")
         add_refusal_tokens(model, tokenizer, load_taxonomy(tokenizer))  # resize before loading the adapter

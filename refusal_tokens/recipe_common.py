@@ -115,11 +115,10 @@ def save_adapter(trainer: Any, out_dir: str) -> None:
 
 
 def report_scalars(report: dict[str, Any]) -> dict[str, float]:
-    """Flat `refusal/...` scalars for the Trainer's loggers."""
-    out = {f"refusal/{k}": v for k, v in report["overall"].items() if isinstance(v, (int, float))}
-    for group, metrics in report["groups"].items():
-        for k, v in metrics.items():
-            out[f"refusal/{group}/{k}"] = v
+    """`refusal_scalars` of the held-out report, plus the answer-agreement figures."""
+    from .evaluation import refusal_scalars
+
+    out = refusal_scalars(report)
     if "agreement" in report:
         out["refusal/answer_exact_match"] = report["agreement"]["exact_match"]
         out["refusal/answer_token_agreement"] = report["agreement"]["token_agreement"]
