@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from .settings import RefusalSettings
+from .settings import RefusalSettings, threshold_choice
 from .tokens import RefusalTokenIds
 
 
@@ -173,8 +173,8 @@ class RefusalTokenLogitsProcessor(LogitsProcessor):
         """Threshold mode: the token each row must start with, shape (rows, 1)."""
         # softmax over the whole vocabulary (measured faster than logsumexp + gather on CPU, same on GPU).
         cat_p = scores.float().softmax(dim=-1).index_select(1, t["cat_ids"])  # (rows, C)
-        best_p, best = torch.where(cat_p >= t["tau"], cat_p, -1.0).max(dim=-1)
-        return torch.where(best_p >= 0, t["cat_ids"][best], t["respond"]).unsqueeze(1)
+        passed, best = threshold_choice(cat_p, t["tau"])
+        return torch.where(passed, t["cat_ids"][best], t["respond"]).unsqueeze(1)
 
     def _later(self, scores: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scores for a position that is not the first: the respond/refusal tokens forbidden if asked."""

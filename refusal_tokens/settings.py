@@ -8,10 +8,25 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from .taxonomy import BRANCHES, RefusalTaxonomy
 
 MODES = ("threshold", "scale")
 _DEFAULTS = {"threshold": 0.5, "scale": 1.0}
+
+
+def threshold_choice(cat_p: Any, tau: Any) -> tuple[Any, Any]:
+    """The threshold rule on category probabilities `(rows, C)`: the most probable category with p >= its tau.
+
+    Shared by `RefusalSettings.decide` and `RefusalTokenLogitsProcessor`, so both decide alike. Pure tensor ops:
+    no host sync.
+
+    Returns:
+        `(passed, best)`: whether any category passed (bool, `(rows,)`) and the index of the chosen one.
+    """
+    best_p, best = torch.where(cat_p >= tau, cat_p, -1.0).max(dim=-1)
+    return best_p >= 0, best
 
 
 @dataclass
@@ -101,8 +116,6 @@ class RefusalSettings:
         Returns:
             `torch.LongTensor` of shape `(n,)`: column index of the decision (0 = respond).
         """
-        import torch
-
         values = torch.tensor(self.resolve(taxonomy), dtype=probs.dtype, device=probs.device)
         if probs.ndim != 2 or probs.shape[1] != len(values) + 1:
             raise ValueError(
@@ -112,8 +125,8 @@ class RefusalSettings:
         cat = probs[:, 1:]
         if self.mode == "scale":
             return torch.cat([probs[:, :1], cat * values], dim=1).argmax(dim=1)
-        best_p, best = torch.where(cat >= values, cat, -1.0).max(dim=1)
-        return torch.where(best_p >= 0, best + 1, torch.zeros_like(best))
+        passed, best = threshold_choice(cat, values)
+        return torch.where(passed, best + 1, torch.zeros_like(best))
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "default": self.default, "branches": self.branches, "categories": self.categories}
