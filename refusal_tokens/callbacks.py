@@ -75,7 +75,7 @@ class RefusalRateCallback(TrainerCallback):
         self.rows = list(probe_dataset.to_list() if hasattr(probe_dataset, "to_list") else probe_dataset)
         if not self.rows:
             raise ValueError("probe_dataset is empty; give the callback some labelled prompts.")
-        self.truth = labels_of(self.rows, self.token_ids, label_column)
+        self.truth = labels_of(self.rows, self.token_ids.taxonomy, label_column)
         self.prompts = [prompt_of(r, i) for i, r in enumerate(self.rows)]
         self.groups = [group_of(r, self.token_ids.labels[t]) for r, t in zip(self.rows, self.truth)]
         self.settings = settings or RefusalSettings()

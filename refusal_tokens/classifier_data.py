@@ -95,13 +95,14 @@ def synthetic_classifier_pairs(
         answers = dict(zip(prompts, answers(prompts)))
     rows = []
     refusal_prompts = [r["prompt"][0]["content"] for r in corpus["train"] if r["refusal_label"] != RESPOND_LABEL]
+    category_of_source = {src: c for c, srcs in _sources_of(taxonomy).items() for src in srcs}
     for r in corpus["train"]:
-        prompt = r["prompt"][0]["content"]
+        prompt = original = r["prompt"][0]["content"]
         if r["kind"] == "contrast" and rng.random() < swap_share:
             # An over-refusal is still a refusal: a look-alike prompt answered with its source's refusal teaches the
             # head that the response, not the prompt, decides refuse vs comply (the prompt still tells the category).
             wording = rng.choice(SOURCES[r["source"]].refusals)
-            label = next((c for c, srcs in _sources_of(taxonomy).items() if r["source"] in srcs), None)
+            label = category_of_source.get(r["source"])
             if label is not None:
                 rows.append({"prompt": prompt, "response": wording, "label": label})
                 continue
@@ -115,7 +116,8 @@ def synthetic_classifier_pairs(
             text += rng.choice(PARTIAL_TAILS) if rng.random() < 0.2 else rng.choice(REFUSAL_CLOSERS)
             rows.append({"prompt": prompt, "response": text, "label": r["refusal_label"]})
         else:
-            answer = (answers or {}).get(prompt) or r["completion"][0]["content"]
+            # the answer belongs to the row's own prompt, also when that prompt was swapped for a refusal-worthy one
+            answer = (answers or {}).get(original) or r["completion"][0]["content"]
             rows.append({"prompt": prompt, "response": rng.choice(COMPLY_OPENERS) + answer, "label": RESPOND_LABEL})
     rng.shuffle(rows)
     return rows

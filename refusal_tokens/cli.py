@@ -110,7 +110,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     import torch
 
     from .calibration import CalibrationTargets, calibration_report, format_calibration_report, save_calibration_plots
-    from .evaluation import evaluate_refusal_tokens
+    from .evaluation import evaluate_refusal_tokens, labels_of
     from .models import load_refusal_model
     from .settings import RefusalSettings
     from .tokens import load_taxonomy
@@ -119,10 +119,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     rows = _read_labelled_rows(args.data, args.label_column)
     model, tokenizer = load_refusal_model(args.model, args.adapter)
     evaluated = evaluate_refusal_tokens(model, tokenizer, rows, label_column=args.label_column)
-    labels = evaluated["labels"]
     taxonomy = load_taxonomy(tokenizer)
     probs = torch.tensor(evaluated["probabilities"])
-    truth = torch.tensor([labels.index(taxonomy.normalize_label(r[args.label_column])) for r in rows])
+    truth = torch.tensor(labels_of(rows, taxonomy, args.label_column))
     report = calibration_report(probs, truth, taxonomy, targets, seed=args.seed)
     out = args.output_dir or os.path.join(args.model if os.path.isdir(args.model) else ".", "calibration")
     os.makedirs(out, exist_ok=True)

@@ -14,7 +14,7 @@ import torch
 
 from .inference import build_chat_prompts, first_token_probabilities, greedy_new_token_ids
 from .settings import RefusalSettings
-from .taxonomy import RESPOND_LABEL
+from .taxonomy import RESPOND_LABEL, RefusalTaxonomy
 from .tokens import RefusalTokenIds
 
 
@@ -70,25 +70,26 @@ def evaluate_refusal_tokens(
         columns = decision), `labels` and `settings`.
     """
     token_ids = token_ids or RefusalTokenIds.from_tokenizer(tokenizer)
-    truth = labels_of(rows, token_ids, label_column)
+    truth = labels_of(rows, token_ids.taxonomy, label_column)
     prompts = [prompt_of(r, i) for i, r in enumerate(rows)]
     probs = first_token_probabilities(model, tokenizer, prompts, token_ids, batch_size=batch_size)
     groups = [group_of(r, token_ids.labels[t]) for r, t in zip(rows, truth)]
     return summarize_probabilities(probs, torch.tensor(truth, dtype=torch.long), token_ids, settings, groups)
 
 
-def labels_of(rows: Sequence[dict[str, Any]], token_ids: RefusalTokenIds, label_column: str) -> list[int]:
-    """Column index (0 = respond) of each row's label.
+def labels_of(rows: Sequence[dict[str, Any]], taxonomy: RefusalTaxonomy, label_column: str) -> list[int]:
+    """Column index (0 = respond, then the categories in taxonomy order) of each row's label.
 
     Raises:
         `ValueError`: naming the row with no label column or an unknown label.
     """
+    columns = [RESPOND_LABEL] + taxonomy.names
     out = []
     for i, row in enumerate(rows):
         if label_column not in row:
             raise ValueError(f"row {i}: no label column {label_column!r}; columns are {sorted(row)}.")
         try:
-            out.append(token_ids.labels.index(token_ids.taxonomy.normalize_label(row[label_column])))
+            out.append(columns.index(taxonomy.normalize_label(row[label_column])))
         except ValueError as e:
             raise ValueError(f"row {i}: field {label_column!r}: {e}") from None
     return out

@@ -132,12 +132,12 @@ def calibrate_on_test(
     import torch
 
     from .calibration import CalibrationTargets, calibration_report, save_calibration_plots
+    from .evaluation import labels_of
     from .settings import RefusalSettings
 
     targets = CalibrationTargets.from_file(eval_args.calibration_targets)
-    labels = report["labels"]
     probs = torch.tensor(report["probabilities"])
-    truth = torch.tensor([labels.index(taxonomy.normalize_label(r[label_column])) for r in rows])
+    truth = torch.tensor(labels_of(rows, taxonomy, label_column))
     cal = calibration_report(probs, truth, taxonomy, targets)
     folder = os.path.join(out_dir, "calibration")
     settings = RefusalSettings.from_dict(cal["settings"])
