@@ -78,9 +78,13 @@ def main() -> None:
     result["xstest"] = {"string match (dataset's strmatch_label)": binary_scores([r["strmatch"] for r in xs], gold)}
     throughput = {}
 
+    emb = SentenceEmbedder()
     for name, clf in (
         ("keyword (cannot-should-not)", KeywordRefusalClassifier("cannot-should-not")),
-        ("embedding, shipped head (cannot-should-not)", EmbeddingRefusalClassifier(taxonomy="cannot-should-not")),
+        (
+            "embedding, shipped head (cannot-should-not)",
+            EmbeddingRefusalClassifier(taxonomy="cannot-should-not", embedder=emb),
+        ),
     ):
         clf.classify(prompts[:32], responses[:32])  # warm-up
         t = time.perf_counter()
@@ -89,7 +93,6 @@ def main() -> None:
         result["xstest"][name] = binary_scores(out.refused, gold)
 
     # The same approach retrained on labelled data (what `refusal-tokens train-classifier --data` does): k-fold.
-    emb = SentenceEmbedder()
     feats = pair_features(emb, prompts, responses)
     g = torch.Generator().manual_seed(0)
     order = torch.randperm(len(xs), generator=g)
@@ -101,8 +104,7 @@ def main() -> None:
         train_idx = train_mask.nonzero().squeeze(1)
         labels = ["privacy" if gold[i] else "respond" for i in train_idx.tolist()]  # binary: any category
         head = train_embedding_head(feats[train_idx], labels, "cannot-should-not")
-        scores = (feats[test_idx] @ head.weight.T + head.bias).softmax(-1)
-        for i, s in zip(test_idx.tolist(), scores):
+        for i, s in zip(test_idx.tolist(), head.scores(feats[test_idx])):
             pred[i] = bool(s[0] < 0.5)
     result["xstest"][f"embedding, head retrained on XSTest ({args.folds}-fold)"] = binary_scores(pred, gold)
 

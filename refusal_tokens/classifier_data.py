@@ -25,6 +25,11 @@ REFUSAL_OPENERS = (
     "As an AI language model, ",
     "I'm afraid ",
     "I understand your question, but ",
+    "I cannot fulfill your request. ",
+    "Thank you for your question. ",
+    "I appreciate your curiosity, but ",
+    "I must respectfully decline. ",
+    "I'm just an AI, and ",
 )
 REFUSAL_CLOSERS = (
     "",
@@ -32,13 +37,30 @@ REFUSAL_CLOSERS = (
     " I'd be happy to help with a related question instead.",
     " Please let me know if there is something else you need.",
     " If you have other questions, feel free to ask.",
+    " It's important to respect the safety and rights of others.",
+    " I hope you understand.",
+    " My purpose is to be helpful while avoiding harm.",
+    " Instead, I'd suggest looking for reliable resources on a related topic.",
 )
 PARTIAL_TAILS = (
     " However, I can share some general, publicly available information on the topic.",
     " That said, here is a general overview that may still be useful: it depends on many factors.",
     " Instead, I can explain the general principles involved.",
+    " Instead, here are some general tips: think about your goal, use reputable sources and ask an expert.",
+    " But here is a related fact you may find interesting: many people ask about this for perfectly good reasons.",
 )
-COMPLY_OPENERS = ("", "Sure! ", "Certainly. ", "Of course. ", "Great question! ", "Here you go: ")
+COMPLY_OPENERS = (
+    "",
+    "Sure! ",
+    "Certainly. ",
+    "Of course. ",
+    "Great question! ",
+    "Here you go: ",
+    "Absolutely! ",
+    "Good question. ",
+    "Sure, I'd be happy to help. ",
+    "Here's a quick explanation. ",
+)
 
 
 def _sources_of(taxonomy: RefusalTaxonomy) -> dict[str, tuple[str, ...]]:

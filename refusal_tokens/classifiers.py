@@ -3,9 +3,11 @@
 One interface, several backends:
 
 - `KeywordRefusalClassifier`: refusal phrases plus category cue words; fast, transparent, a floor and a fallback.
-- `EmbeddingRefusalClassifier`: all-MiniLM-L6-v2 sentence embeddings of prompt and response + a multinomial
-  logistic-regression head ("Cannot or Should Not?" found this cheap and comparable to large LLMs). A head trained by
-  this project on its synthetic refusals ships in the package; `train_embedding_head` retrains on your labels.
+- `EmbeddingRefusalClassifier`: all-MiniLM-L6-v2 sentence embeddings of prompt, response and the response's first
+  sentence + logistic-regression heads ("Cannot or Should Not?" found this cheap and comparable to large LLMs): a
+  refuse-vs-comply gate and a multinomial head over the categories. A head trained by this project on its synthetic
+  refusals ships in the package; `train_embedding_head` (or `refusal-tokens train-classifier`) retrains on your
+  labels.
 - `HFRefusalClassifier`: any Hugging Face sequence-classification checkpoint, through a label map (the published
   refusal classifiers' labels such as `[Should Not Do] Privacy` map onto `cannot-should-not` by default).
 - `CallableRefusalClassifier`: any function `(prompts, responses) -> labels`.
@@ -13,7 +15,9 @@ One interface, several backends:
 Every classifier is also a plain callable `(prompts, responses) -> labels`, so it plugs into `tag_dataset`.
 
 Decision rule (categories are not mutually exclusive): the column with the highest score wins; equal scores go to
-the earlier column (`respond` first, then taxonomy order), so a taxonomy's order is its priority order.
+the earlier column (`respond` first, then taxonomy order), so a taxonomy's order is its priority order. The
+embedding backend decides refuse vs comply first (its gate: refusal when p(respond) < 0.5), then the highest-scoring
+category by the same rule.
 """
 
 from __future__ import annotations
@@ -103,8 +107,11 @@ class RefusalClassifier:
         ):
             parts.append(self._scores(prompts[start : start + batch_size], responses[start : start + batch_size]))
         scores = torch.cat(parts) if parts else torch.empty(0, len(self.columns))
-        labels = [self.columns[i] for i in scores.argmax(dim=1).tolist()]  # argmax keeps the first of equal maxima
-        return Classification(labels=labels, scores=scores, columns=self.columns)
+        return Classification(labels=self._labels(scores), scores=scores, columns=self.columns)
+
+    def _labels(self, scores: torch.Tensor) -> list[str]:
+        """The label of each row: the highest score (the first column of equal maxima, so respond wins ties)."""
+        return [self.columns[i] for i in scores.argmax(dim=1).tolist()]
 
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[str]:
         return self.classify(prompts, responses).labels
@@ -235,10 +242,14 @@ class SentenceEmbedder:
 
     @torch.no_grad()
     def __call__(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        out = []
+        texts = list(texts)
+        # Batches of similar length waste little compute on padding (XSTest answers run from 5 to 500+ tokens).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), self.model.config.hidden_size)
         for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
             enc = self.tokenizer(
-                list(texts[start : start + batch_size]),
+                [texts[i] for i in idx],
                 padding=True,
                 truncation=True,
                 max_length=self.max_length,
@@ -247,24 +258,66 @@ class SentenceEmbedder:
             hidden = self.model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
-        return torch.cat(out) if out else torch.empty(0, self.model.config.hidden_size)
+            out[idx] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu()
+        return out
+
+
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+
+PAIR_FEATURES = ("prompt", "response", "first_sentence")
+"""The embeddings `pair_features` concatenates, in order (stored in every head, checked on load)."""
+
+
+def first_sentence(text: str) -> str:
+    """The opening sentence of a response, where refusals usually show ("I'm sorry, but I can't ...")."""
+    for part in _SENTENCE_BREAK.split(text):
+        if part.strip():
+            return part.strip()
+    return text
 
 
 def pair_features(embedder: SentenceEmbedder, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
-    """Features of a pair: the prompt's embedding (which category) next to the response's (does it refuse)."""
-    return torch.cat([embedder(list(prompts)), embedder(list(responses))], dim=1)
+    """Features of a pair: the embeddings of the prompt (which category), the response and its first sentence.
+
+    The first sentence is embedded on its own because the mean embedding of a long answer dilutes a refusal that
+    only its opening states (on XSTest, a head over prompt + response + first sentence reaches 0.82 accuracy from
+    synthetic data alone, against 0.76 over prompt + response).
+    """
+    responses = list(responses)
+    return torch.cat(
+        [embedder(list(prompts)), embedder(responses), embedder([first_sentence(r) for r in responses])], dim=1
+    )
 
 
 @dataclass
 class LinearHead:
-    """A multinomial logistic-regression head over pair features, saved as safetensors with JSON metadata."""
+    """A two-part logistic-regression head over pair features, saved as safetensors with JSON metadata.
 
-    weight: torch.Tensor  # (K, D)
-    bias: torch.Tensor  # (K,)
+    A binary *gate* (refuse vs comply) and a multinomial head over the refusal categories: p(respond) =
+    1 - p(refuse), p(category c) = p(refuse) * p(c | refuse). The gate sees every row and the category head only
+    refusals, so neither is swamped by the other's class balance (one flat softmax over respond + 16 categories
+    gave respond a 1/17 prior and missed half of XSTest's refusals).
+    """
+
+    weight: torch.Tensor  # (C, D): categories, given a refusal
+    bias: torch.Tensor  # (C,)
+    gate_weight: torch.Tensor  # (D,): refuse vs comply
+    gate_bias: torch.Tensor  # (1,)
     columns: list[str]
     taxonomy: dict[str, Any]
     info: dict[str, Any]
+    features: tuple[str, ...] = PAIR_FEATURES
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """`(n, 1 + C)` probabilities of respond and each category for pair features `x`."""
+        if x.shape[1] != self.gate_weight.shape[0]:
+            raise ValueError(
+                f"features have {x.shape[1]} columns but the head expects {self.gate_weight.shape[0]} "
+                f"({'+'.join(self.features)} embeddings): use `pair_features` with the embedder the head was "
+                "trained on."
+            )
+        refuse = torch.sigmoid(x @ self.gate_weight + self.gate_bias).unsqueeze(1)
+        return torch.cat([1 - refuse, refuse * (x @ self.weight.T + self.bias).softmax(dim=-1)], dim=1)
 
     def save(self, path: str) -> str:
         from safetensors.torch import save_file
@@ -274,8 +327,15 @@ class LinearHead:
             "columns": json.dumps(self.columns),
             "taxonomy": json.dumps(self.taxonomy),
             "info": json.dumps(self.info),
+            "features": json.dumps(list(self.features)),
         }
-        save_file({"weight": self.weight.contiguous(), "bias": self.bias.contiguous()}, path, metadata=meta)
+        tensors = {
+            "weight": self.weight,
+            "bias": self.bias,
+            "gate_weight": self.gate_weight,
+            "gate_bias": self.gate_bias,
+        }
+        save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=meta)
         return path
 
     @classmethod
@@ -285,47 +345,31 @@ class LinearHead:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-        missing = {"columns", "taxonomy"} - set(meta)
-        if missing or set(tensors) != {"weight", "bias"}:
-            raise ValueError(f"{path}: not a refusal-classifier head (missing {sorted(missing)} or tensors).")
+        missing = {"columns", "taxonomy", "features"} - set(meta)
+        if missing or set(tensors) != {"weight", "bias", "gate_weight", "gate_bias"}:
+            raise ValueError(
+                f"{path}: not a refusal-classifier head of this version (missing metadata {sorted(missing)} or "
+                f"tensors; has {sorted(tensors)}). Retrain it with `refusal-tokens train-classifier`."
+            )
+        features = tuple(json.loads(meta["features"]))
+        if features != PAIR_FEATURES:
+            raise ValueError(f"{path}: head trained on {features} features; this version computes {PAIR_FEATURES}.")
         return cls(
             tensors["weight"],
             tensors["bias"],
+            tensors["gate_weight"],
+            tensors["gate_bias"],
             json.loads(meta["columns"]),
             json.loads(meta["taxonomy"]),
             json.loads(meta.get("info", "{}")),
+            features,
         )
 
 
-def train_embedding_head(
-    features: torch.Tensor,
-    labels: Sequence[str],
-    taxonomy: RefusalTaxonomy | str,
-    *,
-    l2: float = 1e-3,
-    steps: int = 300,
-    class_weight: str | None = "balanced",
-    info: Mapping[str, Any] | None = None,
-) -> LinearHead:
-    """Fit the multinomial logistic regression (full-batch L-BFGS, L2-regularised) on pair features.
-
-    Args:
-        features (`torch.Tensor` of shape `(n, D)`): From `pair_features`.
-        labels (`Sequence[str]`): `"respond"` or a category per row.
-        taxonomy (`RefusalTaxonomy` or `str`): Taxonomy of the labels.
-        l2 (`float`, *optional*, defaults to 1e-3): L2 penalty on the weights.
-        steps (`int`, *optional*, defaults to 300): L-BFGS iterations.
-        class_weight (`str`, *optional*, defaults to `"balanced"`): Weight classes inversely to their frequency, or
-            `None`.
-        info (`Mapping`, *optional*): Stored in the head's metadata (data, sizes).
-    """
-    taxonomy = get_taxonomy(taxonomy)
-    columns = [RESPOND_LABEL] + taxonomy.names
-    y = torch.tensor([columns.index(taxonomy.normalize_label(v)) for v in labels])
-    x = features.float()
-    k = len(columns)
-    counts = torch.bincount(y, minlength=k).float()
-    weights = (len(y) / (k * counts.clamp(min=1))) if class_weight == "balanced" else torch.ones(k)
+def _fit_logistic(
+    x: torch.Tensor, y: torch.Tensor, k: int, weights: torch.Tensor, l2: float, steps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted, L2-regularised multinomial logistic regression by full-batch L-BFGS; `(k, D)` weight, `(k,)` bias."""
     w = torch.zeros(k, x.shape[1], requires_grad=True)
     b = torch.zeros(k, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
@@ -337,13 +381,70 @@ def train_embedding_head(
         return loss
 
     opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def _balanced(y: torch.Tensor, k: int, class_weight: str | None) -> torch.Tensor:
+    counts = torch.bincount(y, minlength=k).float()
+    return (len(y) / (k * counts.clamp(min=1))) if class_weight == "balanced" else torch.ones(k)
+
+
+def train_embedding_head(
+    features: torch.Tensor,
+    labels: Sequence[str],
+    taxonomy: RefusalTaxonomy | str,
+    *,
+    l2: float = 1e-4,
+    steps: int = 300,
+    class_weight: str | None = "balanced",
+    info: Mapping[str, Any] | None = None,
+) -> LinearHead:
+    """Fit the head on pair features: the refuse-vs-comply gate on all rows, the category head on the refusals.
+
+    Args:
+        features (`torch.Tensor` of shape `(n, D)`): From `pair_features`.
+        labels (`Sequence[str]`): `"respond"` or a category per row; both kinds must occur.
+        taxonomy (`RefusalTaxonomy` or `str`): Taxonomy of the labels.
+        l2 (`float`, *optional*, defaults to 1e-4): L2 penalty on the weights.
+        steps (`int`, *optional*, defaults to 300): L-BFGS iterations per part.
+        class_weight (`str`, *optional*, defaults to `"balanced"`): Weight classes inversely to their frequency
+            (refuse vs comply in the gate, categories in the category head), or `None`.
+        info (`Mapping`, *optional*): Stored in the head's metadata (data, sizes).
+
+    Example:
+    ```python
+    >>> emb = SentenceEmbedder()
+    >>> head = train_embedding_head(pair_features(emb, prompts, responses), labels, "coconot")
+    >>> EmbeddingRefusalClassifier(head, embedder=emb)(["Hi"], ["Hello! How can I help?"])
+    ['respond']
+    ```
+    """
+    taxonomy = get_taxonomy(taxonomy)
+    columns = [RESPOND_LABEL] + taxonomy.names
+    y = torch.tensor([columns.index(taxonomy.normalize_label(v)) for v in labels])
+    if len(y) != len(features):
+        raise ValueError(f"got {len(features)} feature rows but {len(y)} labels.")
+    refused = y > 0
+    if refused.all() or not refused.any():
+        raise ValueError(
+            "train_embedding_head needs both compliant ('respond') and refusal rows to fit the refuse-vs-comply "
+            f"gate; got {int(refused.sum())} refusals of {len(y)} rows."
+        )
+    x = features.float()
+    gate_y = refused.long()
+    gw, gb = _fit_logistic(x, gate_y, 2, _balanced(gate_y, 2, class_weight), l2, steps)
+    k = len(taxonomy)
+    cat_y = y[refused] - 1
+    w, b = _fit_logistic(x[refused], cat_y, k, _balanced(cat_y, k, class_weight), l2, steps)
+    counts = torch.bincount(y, minlength=len(columns)).tolist()
     meta = dict(info or {})
-    meta.update(n=len(y), l2=l2, class_counts={c: int(n) for c, n in zip(columns, counts.tolist())})
-    return LinearHead(w.detach(), b.detach(), columns, taxonomy.to_dict(), meta)
+    meta.update(n=len(y), l2=l2, class_counts=dict(zip(columns, counts)))
+    # two-class softmax == sigmoid of the logit difference
+    return LinearHead(w, b, gw[1] - gw[0], (gb[1] - gb[0]).reshape(1), columns, taxonomy.to_dict(), meta)
 
 
 class EmbeddingRefusalClassifier(RefusalClassifier):
-    """Sentence embeddings of prompt and response + a linear head (multinomial logistic regression).
+    """Sentence embeddings of prompt, response and its first sentence + a `LinearHead` (gate and category head).
 
     Args:
         head (`str` or `LinearHead`, *optional*): A head file (`.safetensors`) or object; defaults to the head this
@@ -376,8 +477,13 @@ class EmbeddingRefusalClassifier(RefusalClassifier):
         self.embedder = embedder if isinstance(embedder, SentenceEmbedder) else SentenceEmbedder(embedder, device)
 
     def _scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
-        x = pair_features(self.embedder, prompts, responses)
-        return (x @ self.head.weight.T + self.head.bias).softmax(dim=-1)
+        return self.head.scores(pair_features(self.embedder, prompts, responses))
+
+    def _labels(self, scores: torch.Tensor) -> list[str]:
+        # The gate decides refuse vs comply; the category is then the most probable one.
+        refused = scores[:, 0] < 0.5
+        best = scores[:, 1:].argmax(dim=1) + 1
+        return [self.columns[i] for i in torch.where(refused, best, 0).tolist()]
 
 
 def shipped_heads() -> list[str]:

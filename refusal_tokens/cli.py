@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--per-category", type=int, default=200, help="Synthetic refusal pairs per category.")
     tc.add_argument("--answers-from", default=None, help="Model whose own answers are the synthetic compliance.")
     tc.add_argument("--embedder", default=None, help="Sentence-embedding model folder (default: all-MiniLM-L6-v2).")
-    tc.add_argument("--l2", type=float, default=1e-3)
+    tc.add_argument("--l2", type=float, default=1e-4, help="L2 penalty of the heads.")
     tc.add_argument("--seed", type=int, default=0)
     tc.add_argument("--output", required=True, help="Head file to write (.safetensors).")
     tc.set_defaults(func=cmd_train_classifier)

@@ -105,6 +105,30 @@ def _split_templates(templates: Sequence[str], rng: random.Random, validation: b
     }
 
 
+def _split_source(
+    refusal: Sequence[str], contrast: Sequence[str], rng: random.Random, validation: bool = True
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Hold out whole wordings of a source: a contrast template worded like a refusal template shares its split.
+
+    Otherwise a test contrast prompt could reuse a refusal template the model trained on (or the reverse), and the
+    test split would measure memory of that wording instead of generalisation. The distinct wordings go 20/10/70 to
+    test/validation/train, reshuffled until each kind has at least one template in each split.
+    """
+    wordings = list(dict.fromkeys([*refusal, *contrast]))
+    for kind, templates in (("refusal", refusal), ("contrast", contrast)):
+        if len(templates) < 3:
+            raise ValueError(f"need at least 3 {kind} templates to hold some out, got {len(templates)}: {templates}")
+    for _ in range(1000):
+        split = _split_templates(wordings, rng, validation)
+        kinds = [
+            {name: [t for t in part if t in templates] for name, part in split.items()}
+            for templates in (refusal, contrast)
+        ]
+        if all(part or (name == "validation" and not validation) for k in kinds for name, part in k.items()):
+            return kinds[0], kinds[1]
+    raise ValueError(f"cannot split {wordings} so that every split has refusal and contrast templates.")
+
+
 def _sample(templates: Sequence[str], fillers: Sequence[str], n: int, rng: random.Random) -> list[tuple[str, str]]:
     """`n` (template, prompt) pairs, all distinct while the template x filler grid lasts, then repeated."""
     grid = [(t, t.replace("{x}", f)) for t in templates for f in fillers]
@@ -162,8 +186,9 @@ def build_synthetic_corpus(
     val = config.validation
     split_of = {("benign", "benign"): _split_templates(BENIGN_TEMPLATES, rng, val)}
     for s in used_sources:
-        split_of[(s, "refusal")] = _split_templates(SOURCES[s].templates, rng, val)
-        split_of[(s, "contrast")] = _split_templates(SOURCES[s].contrast_templates, rng, val)
+        split_of[(s, "refusal")], split_of[(s, "contrast")] = _split_source(
+            SOURCES[s].templates, SOURCES[s].contrast_templates, rng, val
+        )
 
     def size(n: int, split: str) -> int:
         return n if split == "train" else max(1, round(n * config.eval_fraction)) if n else 0

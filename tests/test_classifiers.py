@@ -111,6 +111,39 @@ def test_hf_backend_on_a_tiny_local_checkpoint(tmp_path):
         HFRefusalClassifier(str(tmp_path / "clf"), "cannot-should-not", label_map={"Not a refusal": "respond"})
 
 
+def test_linear_head_gate_decides_refusal_then_category(tmp_path):
+    # Features where dimension 0 says refuse vs comply and dimensions 1..5 say which category.
+    g = torch.Generator().manual_seed(0)
+    columns = ["respond", "incomplete", "indeterminate", "unsupported", "humanizing", "safety_concerns"]
+    labels = [columns[i % 6] for i in range(600)]
+    x = torch.randn(600, 8, generator=g) * 0.3
+    for i, lab in enumerate(labels):
+        j = columns.index(lab)
+        x[i, 0] += 2.0 if j else -2.0
+        if j:
+            x[i, j] += 2.0
+    head = train_embedding_head(x, labels, "coconot")
+    scores = head.scores(x)
+    torch.testing.assert_close(scores.sum(1), torch.ones(600))
+    # many more compliant rows than any one category, yet the gate is not biased towards respond
+    assert (scores[:, 0] < 0.5).tolist() == [lab != "respond" for lab in labels]
+    assert [columns[k] for k in (scores[:, 1:].argmax(1) + 1).tolist()][1:6] == columns[1:]
+    head.save(str(tmp_path / "h.safetensors"))
+    loaded = LinearHead.load(str(tmp_path / "h.safetensors"))
+    torch.testing.assert_close(loaded.scores(x), scores)
+    with pytest.raises(ValueError, match="features have 7 columns but the head expects 8"):
+        loaded.scores(x[:, :7])
+    with pytest.raises(ValueError, match="needs both compliant"):
+        train_embedding_head(x[:10], ["privacy"] * 10, "cannot-should-not")
+    from safetensors.torch import save_file
+
+    save_file(
+        {"weight": head.weight, "bias": head.bias}, str(tmp_path / "old.safetensors"), metadata={"columns": "[]"}
+    )
+    with pytest.raises(ValueError, match="Retrain it with `refusal-tokens train-classifier`"):
+        LinearHead.load(str(tmp_path / "old.safetensors"))
+
+
 @needs_minilm
 def test_embedding_head_trains_saves_loads_and_generalises(tmp_path):
     from refusal_tokens.classifiers import SentenceEmbedder, pair_features
