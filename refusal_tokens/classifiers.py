@@ -228,10 +228,11 @@ class SentenceEmbedder:
     Args:
         path (`str`, *optional*): Model folder or hub id; defaults to the packaged all-MiniLM-L6-v2.
         device (`str`, *optional*): Defaults to CUDA when available.
-        max_length (`int`, *optional*, defaults to 256): Tokens per text (MiniLM was trained on 128-256).
+        max_length (`int`, *optional*, defaults to 128): Tokens per text (MiniLM was trained on 128; a refusal
+            shows early in a response, and its first sentence is embedded on its own too).
     """
 
-    def __init__(self, path: str | None = None, device: str | None = None, max_length: int = 256) -> None:
+    def __init__(self, path: str | None = None, device: str | None = None, max_length: int = 128) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         self.path = path or minilm_path()
@@ -474,7 +475,11 @@ class EmbeddingRefusalClassifier(RefusalClassifier):
         super().__init__(get_taxonomy(self.head.taxonomy))
         if self.columns != self.head.columns:
             raise ValueError(f"head columns {self.head.columns} do not match taxonomy columns {self.columns}.")
-        self.embedder = embedder if isinstance(embedder, SentenceEmbedder) else SentenceEmbedder(embedder, device)
+        if not isinstance(embedder, SentenceEmbedder):
+            # the features must be computed as in training: same truncation as recorded in the head
+            max_length = int(self.head.info.get("max_length", 128))
+            embedder = SentenceEmbedder(embedder, device, max_length=max_length)
+        self.embedder = embedder
 
     def _scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         return self.head.scores(pair_features(self.embedder, prompts, responses))

@@ -227,7 +227,11 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     embedder = SentenceEmbedder(args.embedder)
     features = pair_features(embedder, [p for p, _, _ in pairs], [r for _, r, _ in pairs])
     head = train_embedding_head(
-        features, [lab for _, _, lab in pairs], args.taxonomy, l2=args.l2, info={"data": source}
+        features,
+        [lab for _, _, lab in pairs],
+        args.taxonomy,
+        l2=args.l2,
+        info={"data": source, "embedder": embedder.path, "max_length": embedder.max_length},
     )
     head.save(args.output)
     print(f"Trained a {len(head.columns)}-class head on {len(pairs)} pairs from {source}: {args.output}")

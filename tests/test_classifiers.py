@@ -184,7 +184,10 @@ def test_train_classifier_command_on_user_data(tmp_path):
     out = tmp_path / "mine.safetensors"
     assert main(["train-classifier", "--taxonomy", "coconot", "--data", str(data), "--output", str(out)]) == 0
     clf = get_classifier(str(out), "coconot")
-    assert clf.columns[0] == "respond" and LinearHead.load(str(out)).info["n"] == len(rows)
+    info = LinearHead.load(str(out)).info
+    assert clf.columns[0] == "respond" and info["n"] == len(rows)
+    # the head records how its features were computed, and the classifier embeds the same way
+    assert info["max_length"] == clf.embedder.max_length == 128
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "label": "respond"}) + "\n")
     with pytest.raises(SystemExit, match="row 1 needs a non-empty string 'response'"):
