@@ -296,8 +296,8 @@ class LinearHead:
 
     A binary *gate* (refuse vs comply) and a multinomial head over the refusal categories: p(respond) =
     1 - p(refuse), p(category c) = p(refuse) * p(c | refuse). The gate sees every row and the category head only
-    refusals, so neither is swamped by the other's class balance (one flat softmax over respond + 16 categories
-    gave respond a 1/17 prior and missed half of XSTest's refusals).
+    refusals, so neither is swamped by the other's class balance (one flat softmax over respond + 15 categories
+    gave respond a 1/16 prior and missed half of XSTest's refusals).
     """
 
     weight: torch.Tensor  # (C, D): categories, given a refusal

@@ -2,8 +2,9 @@
 
 As "Cannot or Should Not?" trained its classifiers on synthetic refusals, this corpus gives every category of a
 taxonomy varied prompts (templates with fillers) and several refusal wordings, plus benign prompts and *contrast*
-prompts that look like a category but should be answered. Whole templates are held out per split, so the test split
-measures generalisation to unseen phrasings rather than memory. Everything is deterministic given the seed.
+prompts that look like a category but should be answered. Whole templates are held out per split (a contrast
+template worded like a refusal template goes to the same split), so the test split measures generalisation to unseen
+phrasings rather than memory. Everything is deterministic given the seed.
 """
 
 from __future__ import annotations
