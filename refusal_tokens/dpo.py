@@ -151,7 +151,7 @@ def run_dpo(
         probes, test, label_column = corpus.get("validation"), corpus["test"], data_args.label_column
     timings["data_s"] = time.perf_counter() - t
 
-    _, peft_model = add_tokens_and_peft(model, tokenizer, taxonomy, model_args, main)
+    _, peft_model = add_tokens_and_peft(model, tokenizer, taxonomy, model_args, main, seed=training_args.seed)
     tagged = {
         name: tag_dataset(
             ds, taxonomy, chosen_label_column=chosen_col, rejected_label_column=rejected_col, classifier=classifier

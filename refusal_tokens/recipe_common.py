@@ -32,11 +32,25 @@ def is_evaluating(training_args: Any) -> bool:
 
 
 def add_tokens_and_peft(
-    model: Any, tokenizer: Any, taxonomy: Any, model_args: RefusalModelArguments, is_main: bool = True
+    model: Any,
+    tokenizer: Any,
+    taxonomy: Any,
+    model_args: RefusalModelArguments,
+    is_main: bool = True,
+    seed: int | None = None,
 ) -> tuple[Any, Any]:
-    """Add the refusal tokens and wrap the model with LoRA plus trainable token rows; returns `(ids, peft_model)`."""
+    """Add the refusal tokens and wrap the model with LoRA plus trainable token rows; returns `(ids, peft_model)`.
+
+    With `seed`, the random state is reset first, so LoRA starts from the same weights whatever ran before (a first
+    run converts the built-in GGUF model, which initialises a model and draws random numbers; a cached run does not).
+    """
+    from transformers import set_seed
+
     from .peft_utils import count_parameters, get_refusal_lora_config, get_refusal_peft_model
     from .tokens import add_refusal_tokens
+
+    if seed is not None:
+        set_seed(seed)
 
     ids = add_refusal_tokens(
         model,

@@ -140,7 +140,7 @@ def run_sft(
     )
     timings["data_s"] = time.perf_counter() - t
 
-    _, peft_model = add_tokens_and_peft(model, tokenizer, taxonomy, model_args, main)
+    _, peft_model = add_tokens_and_peft(model, tokenizer, taxonomy, model_args, main, seed=training_args.seed)
     tagged = {
         name: tag_dataset(split, taxonomy, label_column=data_args.label_column, classifier=classifier)
         for name, split in splits.items()
