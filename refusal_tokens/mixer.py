@@ -211,11 +211,19 @@ def classify_dataset(
     return dataset.map(_label_batch, **kwargs)
 
 
-def _class_column(dataset: Any, label_column: str, chosen_label_column: str) -> tuple[str, str]:
-    cols = dataset.column_names or []
-    if chosen_label_column in cols and "chosen" in cols:
-        return chosen_label_column, "chosen"
-    return label_column, "response"
+def _composition(
+    labelled: Any, taxonomy: RefusalTaxonomy | str, label_column: str, chosen_label_column: str
+) -> tuple[str, CompositionReport]:
+    """The class column of classified rows (chosen responses for preference data) and their composition report."""
+    cols = labelled.column_names or []
+    col, side = (
+        (chosen_label_column, "chosen")
+        if chosen_label_column in cols and "chosen" in cols
+        else (label_column, "response")
+    )
+    report = refusal_composition(labelled[col], taxonomy, labelled[DROP_COLUMN])
+    report.side = side
+    return col, report
 
 
 def refusal_composition(
@@ -257,10 +265,7 @@ def audit_dataset(
         rejected_label_column=rejected_label_column,
         num_proc=num_proc,
     )
-    col, side = _class_column(labelled, label_column, chosen_label_column)
-    report = refusal_composition(labelled[col], taxonomy, labelled[DROP_COLUMN])
-    report.side = side
-    return report
+    return _composition(labelled, taxonomy, label_column, chosen_label_column)[1]
 
 
 def mix_datasets(
@@ -313,9 +318,7 @@ def mix_datasets(
         for d in datasets
     ]
     merged = hf.concatenate_datasets(labelled) if len(labelled) > 1 else labelled[0]
-    col, side = _class_column(merged, label_column, chosen_label_column)
-    report = refusal_composition(merged[col], taxonomy, merged[DROP_COLUMN])
-    report.side = side
+    col, report = _composition(merged, taxonomy, label_column, chosen_label_column)
     usable = merged.filter(lambda r: r[DROP_COLUMN] is None, desc="Removing unusable rows")
     usable = usable.remove_columns([DROP_COLUMN])
     labels = usable[col]
