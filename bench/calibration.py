@@ -12,13 +12,13 @@ Prints Markdown tables for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 from coconot import DATA, load_rows  # noqa: E402
+from results_io import write_results  # noqa: E402
 
 TARGETS = {
     "rate 0.5 each": {"refusal_rates": dict.fromkeys(("incomplete", "indeterminate", "unsupported", "humanizing",
@@ -76,10 +76,7 @@ def main() -> None:
             for c in taxonomy.names:
                 got = sum(r["held_out"][c] for r in runs) / len(runs)
                 print(f"| {name} | {c} (refused within the ceiling) | - | {got:.3f} | - | - |")
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+    write_results(args.out, result)
 
 
 if __name__ == "__main__":

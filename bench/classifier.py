@@ -20,6 +20,10 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(__file__))
+
+from results_io import write_results  # noqa: E402
+
 HERE = os.path.dirname(__file__)
 SHARED = os.path.join(HERE, "..", "..", "shared", "data")
 GENERIC_REFUSAL = "I'm sorry, but I can't help with that request."
@@ -111,7 +115,6 @@ def main() -> None:
     # CoCoNot categories from prompts
     coconot = os.path.join(args.data, "coconot", "coconot_eval.jsonl")
     if os.path.isfile(coconot):
-        sys.path.insert(0, HERE)
         from coconot import CATEGORIES
 
         rows = [json.loads(line) for line in open(coconot, encoding="utf-8") if line.strip()]
@@ -174,10 +177,7 @@ def main() -> None:
         print(f"| {name} | {v:.0f} |")
     print(f"\nTagging + mixing {args.mix_rows} rows (keyword, num_proc={args.num_proc}): "
           f"{result['mixing']['rows_per_s']:.0f} rows/s")  # fmt: skip
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+    write_results(args.out, result)
 
 
 if __name__ == "__main__":

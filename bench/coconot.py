@@ -19,6 +19,10 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(__file__))
+
+from results_io import write_results  # noqa: E402
+
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "coconot")
 CATEGORIES = {
     "Incomplete requests": "incomplete",
@@ -107,10 +111,7 @@ def main() -> None:
         result["trained"] = summarise(rows, [d != "respond" for d in decided], decided)
         result["settings"] = settings.to_dict()
 
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+    write_results(args.out, result)
     keys = list((result.get("trained") or result.get("untrained")).keys())
     print("| prompts | n | untrained refusal rate | trained refusal rate | trained category accuracy |")
     print("|---|---|---|---|---|")

@@ -23,15 +23,20 @@ is active during every processor call.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from refusal_tokens import RefusalSettings, RefusalTokenIds, RefusalTokenLogitsProcessor, get_taxonomy
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from results_io import write_results  # noqa: E402
 
 SMOLLM2_135M = {
     "vocab_size": 49152,
@@ -196,9 +201,7 @@ def main() -> None:
             f"no host sync in {sum(r['sync_checked_calls'] for r in results['runs'])} processor calls "
             "(set_sync_debug_mode('error'))"
         )
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":
