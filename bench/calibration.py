@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="Recipe output_dir trained with the coconot taxonomy.")
     parser.add_argument("--data", default=DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Random halves to average over.")
+    parser.add_argument("--device", default=None, help="Default: cuda when available, else cpu.")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if not os.path.isdir(args.data):
@@ -48,11 +49,14 @@ def main() -> None:
 
     rows = load_rows(args.data, None)
     model, tok = load_refusal_model(args.model)
+    model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     taxonomy = load_taxonomy(tok)
     probs = first_token_probabilities(model, tok, [r["prompt"] for r in rows])
     labels = ["respond"] + taxonomy.names
     truth = torch.tensor([labels.index(r["category"]) if r["should_refuse"] else 0 for r in rows])
-    result = {"model": args.model, "n": len(rows), "runs": {}}
+    # probabilities and labels are kept so other decision rules can be studied without the model
+    result = {"model": args.model, "n": len(rows), "labels": labels, "truth": truth.tolist(), "runs": {}}
+    result["probabilities"] = [[round(p, 6) for p in row] for row in probs.tolist()]
     for name, spec in TARGETS.items():
         targets = CalibrationTargets(**spec)
         runs = [calibration_report(probs, truth, taxonomy, targets, seed=s) for s in args.seeds]

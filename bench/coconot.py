@@ -72,22 +72,33 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32, help="Untrained answers: tokens generated.")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-untrained", action="store_true")
+    parser.add_argument("--device", default=None, help="Default: cuda when available, else cpu.")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if not os.path.isdir(args.data):
         sys.exit(f"CoCoNot data not found at {args.data}: it lives in ../shared/data/coconot (see its README).")
+
+    import torch
 
     from refusal_tokens import RefusalSettings, first_token_probabilities, load_taxonomy
     from refusal_tokens.distill import generate_responses
     from refusal_tokens.keywords import is_refusal_text
     from refusal_tokens.models import load_model_and_tokenizer, load_refusal_model
 
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rows = load_rows(args.data, args.limit)
     prompts = [r["prompt"] for r in rows]
-    result: dict = {"base": args.base, "adapter": args.adapter, "n": len(rows), "rule": "refusal_tokens.keywords"}
+    result: dict = {
+        "base": args.base,
+        "adapter": args.adapter,
+        "n": len(rows),
+        "rule": "refusal_tokens.keywords",
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+    }
 
     if not args.skip_untrained:
         model, tok = load_model_and_tokenizer(args.base)
+        model.to(device)
         t = time.perf_counter()
         answers = generate_responses(
             model, tok, prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
@@ -101,6 +112,7 @@ def main() -> None:
 
     if args.adapter:
         model, tok = load_refusal_model(args.base, args.adapter)
+        model.to(device)
         taxonomy = load_taxonomy(tok)
         if taxonomy.name != "coconot":
             sys.exit(f"{args.adapter} was trained with taxonomy {taxonomy.name!r}; this benchmark needs 'coconot'.")

@@ -116,6 +116,8 @@ def run_dpo(
             f"{model_args.model_name_or_path} was trained with taxonomy {load_taxonomy(tokenizer).name!r}, but the "
             f"config asks for taxonomy={data_args.taxonomy!r}; use the same taxonomy."
         )
+    # Self-distillation generates before the Trainer exists; on the training device it runs on the GPU, not the CPU.
+    model.to(training_args.device)
     model.train()
     timings = {"load_model_s": time.perf_counter() - t0}
 

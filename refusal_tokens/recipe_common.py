@@ -136,6 +136,7 @@ def report_scalars(report: dict[str, Any]) -> dict[str, float]:
     if "agreement" in report:
         out["refusal/answer_exact_match"] = report["agreement"]["exact_match"]
         out["refusal/answer_token_agreement"] = report["agreement"]["token_agreement"]
+        out["refusal/answer_next_token_agreement"] = report["agreement"]["next_token_agreement"]
     return out
 
 

@@ -124,6 +124,8 @@ def run_sft(
     log(f"loading {model_args.model_name_or_path}", main)
     with state.main_process_first():  # a builtin: model is converted once, by the main process
         model, tokenizer = load_model_and_tokenizer(model_args.model_name_or_path, dtype=model_args.torch_dtype())
+    # Self-distillation generates before the Trainer exists; on the training device it runs on the GPU, not the CPU.
+    model.to(training_args.device)
     timings = {"load_model_s": time.perf_counter() - t0}
 
     t = time.perf_counter()

@@ -33,3 +33,19 @@ def test_parse_generation(tokenizer):
 def test_bad_prompt_is_named(tokenizer):
     with pytest.raises(ValueError, match="prompt 1"):
         build_chat_prompts(tokenizer, ["ok", 3])
+
+
+def test_teacher_forced_agreement_counts_the_tokens_the_model_ranks_first(tokenizer):
+    from refusal_tokens.evaluation import _teacher_forced_agreement
+    from refusal_tokens.inference import greedy_new_token_ids
+
+    torch.manual_seed(0)
+    model = build_tiny_model(tokenizer).eval()
+    texts = build_chat_prompts(tokenizer, ["hi", "explain the moon and the river to my friend please", "why?"])
+    answers = greedy_new_token_ids(model, tokenizer, texts, max_new_tokens=6, batch_size=2)
+    assert all(answers)
+    # a model's own greedy answers are its first choice at every position, whatever the padding of the batch
+    assert _teacher_forced_agreement(model, tokenizer, texts, answers, batch_size=2) == [1.0, 1.0, 1.0]
+    changed = [a[:-1] + [(a[-1] + 1) % len(tokenizer)] for a in answers]
+    shares = _teacher_forced_agreement(model, tokenizer, texts, changed, batch_size=3)
+    assert shares == pytest.approx([(len(a) - 1) / len(a) for a in answers])
