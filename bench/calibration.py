@@ -5,6 +5,7 @@ labelled respond), scores them once with a recipe's trained model (`first_token_
 target settings solves thresholds on a random half (`calibrate_thresholds`) and measures the other half.
 
     python bench/calibration.py --model outputs/quickstart --out bench/results/calibration.json
+    python bench/calibration.py --probabilities bench/results/calibration.json --rule top   # no model: saved scores
 
 Prints Markdown tables for BENCHMARKS.md.
 """
@@ -12,6 +13,7 @@ Prints Markdown tables for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -33,32 +35,49 @@ TARGETS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="Recipe output_dir trained with the coconot taxonomy.")
+    parser.add_argument("--model", default=None, help="Recipe output_dir trained with the coconot taxonomy.")
+    parser.add_argument(
+        "--probabilities", default=None, help="Instead of --model: a JSON this script wrote (its saved scores)."
+    )
+    parser.add_argument("--rule", default="passing", choices=["passing", "top"], help="RefusalSettings.rule.")
     parser.add_argument("--data", default=DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Random halves to average over.")
     parser.add_argument("--device", default=None, help="Default: cuda when available, else cpu.")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    if not os.path.isdir(args.data):
+    if (args.model is None) == (args.probabilities is None):
+        parser.error("give exactly one of --model and --probabilities")
+    if args.model and not os.path.isdir(args.data):
         sys.exit(f"CoCoNot data not found at {args.data}: it lives in ../shared/data/coconot (see its README).")
 
     import torch
 
-    from refusal_tokens import first_token_probabilities, load_refusal_model, load_taxonomy
+    from refusal_tokens import first_token_probabilities, get_taxonomy, load_refusal_model, load_taxonomy
     from refusal_tokens.calibration import CalibrationTargets, calibration_report
 
-    rows = load_rows(args.data, None)
-    model, tok = load_refusal_model(args.model)
-    model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    taxonomy = load_taxonomy(tok)
-    probs = first_token_probabilities(model, tok, [r["prompt"] for r in rows])
-    labels = ["respond"] + taxonomy.names
-    truth = torch.tensor([labels.index(r["category"]) if r["should_refuse"] else 0 for r in rows])
+    if args.probabilities:
+        with open(args.probabilities, encoding="utf-8") as f:
+            saved = json.load(f)
+        if "probabilities" not in saved:
+            sys.exit(f"{args.probabilities} holds no saved probabilities; re-run with --model to write them.")
+        taxonomy, labels = get_taxonomy("coconot"), saved["labels"]
+        probs, truth = torch.tensor(saved["probabilities"]), torch.tensor(saved["truth"])
+        source = saved["model"]
+    else:
+        rows = load_rows(args.data, None)
+        model, tok = load_refusal_model(args.model)
+        model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        taxonomy = load_taxonomy(tok)
+        probs = first_token_probabilities(model, tok, [r["prompt"] for r in rows])
+        labels = ["respond"] + taxonomy.names
+        truth = torch.tensor([labels.index(r["category"]) if r["should_refuse"] else 0 for r in rows])
+        source = args.model
     # probabilities and labels are kept so other decision rules can be studied without the model
-    result = {"model": args.model, "n": len(rows), "labels": labels, "truth": truth.tolist(), "runs": {}}
+    result = {"model": source, "rule": args.rule, "n": len(truth), "labels": labels, "truth": truth.tolist()}
+    result["runs"] = {}
     result["probabilities"] = [[round(p, 6) for p in row] for row in probs.tolist()]
     for name, spec in TARGETS.items():
-        targets = CalibrationTargets(**spec)
+        targets = CalibrationTargets(**spec, rule=args.rule)
         runs = [calibration_report(probs, truth, taxonomy, targets, seed=s) for s in args.seeds]
         result["runs"][name] = runs
 

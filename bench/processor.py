@@ -106,7 +106,10 @@ def run_batch(model, ids: RefusalTokenIds, batch: int, args: argparse.Namespace)
     attention[: batch // 4, : args.prompt_len // 4] = 0
     input_ids = input_ids.masked_fill(attention == 0, 0).to(args.device)
     attention = attention.to(args.device)
-    settings = RefusalSettings(default=0.3) if args.mode == "threshold" else RefusalSettings(mode="scale", default=2.0)
+    if args.mode == "threshold":
+        settings = RefusalSettings(default=0.3, rule=args.rule)
+    else:
+        settings = RefusalSettings(mode="scale", default=2.0)
     processor = RefusalTokenLogitsProcessor(ids, settings, assistant_header_ids=header)
     checked = SyncCheckedProcessor(processor) if args.device == "cuda" else processor
     gen = {
@@ -174,6 +177,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--taxonomy", default="cannot-should-not")
     parser.add_argument("--mode", default="threshold", choices=["threshold", "scale"])
+    parser.add_argument("--rule", default="passing", choices=["passing", "top"], help="Threshold mode's rule.")
     parser.add_argument("--model", default=None, help="Local checkpoint; default: random SmolLM2-135M architecture.")
     parser.add_argument("--out", default=None, help="Write the results as JSON here.")
     args = parser.parse_args()

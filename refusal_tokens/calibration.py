@@ -28,6 +28,9 @@ class CalibrationTargets:
         max_over_refusal (`float`, *optional*): Ceiling on the refusal rate of should-answer (`respond`) prompts. The
             categories without a `refusal_rates` entry then refuse as much as they can within it.
         default_threshold (`float`, *optional*, defaults to 0.5): Threshold of categories with neither.
+        rule (`str`, *optional*, defaults to `"passing"`): The `RefusalSettings.rule` the thresholds are solved for
+            and written with (`"top"`: each prompt answers only to its most probable category's threshold, which
+            cuts cross-category leakage).
 
     Example:
 
@@ -42,8 +45,13 @@ class CalibrationTargets:
     refusal_rates: dict[str, float] = field(default_factory=dict)
     max_over_refusal: float | None = None
     default_threshold: float = 0.5
+    rule: str = "passing"
 
     def __post_init__(self) -> None:
+        from .settings import RULES
+
+        if self.rule not in RULES:
+            raise ValueError(f"rule={self.rule!r} is not one of {RULES}.")
         self.refusal_rates = dict(self.refusal_rates or {})
         for name, rate in self.refusal_rates.items():
             if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
@@ -60,10 +68,11 @@ class CalibrationTargets:
 
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
-        unknown = set(data) - {"refusal_rates", "max_over_refusal", "default_threshold"}
+        unknown = set(data) - {"refusal_rates", "max_over_refusal", "default_threshold", "rule"}
         if unknown:
             raise ValueError(
-                f"{path}: unknown keys {sorted(unknown)}; allowed: refusal_rates, max_over_refusal, default_threshold."
+                f"{path}: unknown keys {sorted(unknown)}; allowed: refusal_rates, max_over_refusal, "
+                "default_threshold, rule."
             )
         try:
             return cls(**data)
@@ -124,8 +133,9 @@ def calibrate_thresholds(
     Categories with a target rate start at the quantile of their own prompts' probabilities that gives that rate,
     then a few coordinate passes re-solve each one under the full decision rule (a prompt may be claimed by a more
     probable category that also passes its threshold). Categories without a target share `max_over_refusal`
-    equally: each gets the lowest threshold at which at most its share of respond prompts passes, so over-refusal
-    stays within the ceiling on these prompts.
+    equally (a share one cannot use goes to the others): each gets the lowest threshold at which at most its share
+    of respond prompts would be refused under it (any respond prompt that passes it for `rule="passing"`, those it
+    is the most probable category of for `"top"`), so over-refusal stays within the ceiling on these prompts.
 
     Args:
         probs (`torch.Tensor` of shape `(n, 1 + C)`): `first_token_probabilities` of labelled prompts.
@@ -149,13 +159,21 @@ def calibrate_thresholds(
     free = [c for c in taxonomy.names if c not in targets.refusal_rates]
     if targets.max_over_refusal is not None and free:
         respond = probs[truth == 0]
-        budget = targets.max_over_refusal / len(free)
+        top = respond[:, 1:].argmax(dim=1) + 1
+        candidates = {}
         for c in free:
             col = taxonomy.names.index(c) + 1
-            # floor: at most `budget` of respond prompts reach the threshold
-            s = respond[:, col].sort(descending=True).values
-            k = math.floor(budget * len(s) + 1e-9)
+            # Under "top" only the respond prompts filed under c can be refused as c; under "passing" any can.
+            scores = respond[top == col, col] if targets.rule == "top" else respond[:, col]
+            candidates[c] = scores.sort(descending=True).values
+        # The ceiling, in prompts, is shared equally; a category that cannot use its share passes the rest on.
+        left = math.floor(targets.max_over_refusal * len(respond) + 1e-9)
+        order = sorted(free, key=lambda c: len(candidates[c]))
+        for i, c in enumerate(order):
+            s = candidates[c]
+            k = left // (len(order) - i)
             tau[c] = 0.0 if k >= len(s) else _just_above(s[k])
+            left -= int((s >= tau[c]).sum())
     for c, rate in targets.refusal_rates.items():
         col = taxonomy.names.index(c) + 1
         tau[c] = _threshold_for_share(probs[truth == col, col], rate)
@@ -170,7 +188,7 @@ def calibrate_thresholds(
             sub = probs[mask]
 
             def rate_at(t: float, c: str = c, sub: torch.Tensor = sub) -> float:
-                trial = RefusalSettings(categories={**tau, c: t})
+                trial = RefusalSettings(categories={**tau, c: t}, rule=targets.rule)
                 return (trial.decide(sub, taxonomy) != 0).float().mean().item()
 
             lo, hi = 0, len(candidates) - 1
@@ -183,7 +201,7 @@ def calibrate_thresholds(
             options = [candidates[i] for i in (lo - 1, lo) if 0 <= i < len(candidates)]
             best = min(options, key=lambda t: abs(rate_at(t) - rate))
             tau[c] = best
-    return RefusalSettings(mode="threshold", default=targets.default_threshold, categories=tau)
+    return RefusalSettings(mode="threshold", default=targets.default_threshold, categories=tau, rule=targets.rule)
 
 
 def cross_category_leakage(
@@ -211,7 +229,7 @@ def cross_category_leakage(
         if own.numel() == 0:
             continue
         target = base[c] + shift if base[c] + shift <= 1.0 else base[c] - shift
-        moved = RefusalSettings(categories={**values, c: _threshold_for_share(own, target)})
+        moved = RefusalSettings(categories={**values, c: _threshold_for_share(own, target)}, rule=settings.rule)
         after = refusal_rates(probs, truth, moved, taxonomy)
         others = [abs(after[o] - base[o]) for o in taxonomy.names if o != c and not math.isnan(base[o])]
         out[c] = {
@@ -256,7 +274,11 @@ def calibration_report(
         error["over_refusal"] = on_held["over_refusal"] - targets.max_over_refusal
     return {
         "settings": settings.to_dict(),
-        "targets": {"refusal_rates": targets.refusal_rates, "max_over_refusal": targets.max_over_refusal},
+        "targets": {
+            "refusal_rates": targets.refusal_rates,
+            "max_over_refusal": targets.max_over_refusal,
+            "rule": targets.rule,
+        },
         "calibration": on_cal,
         "held_out": on_held,
         "error": error,
@@ -314,7 +336,7 @@ def save_calibration_plots(
         ax = axes[k // cols][k % cols]
         own, over = [], []
         for t in grid:
-            r = refusal_rates(probs, truth, RefusalSettings(categories={**values, c: t}), taxonomy)
+            r = refusal_rates(probs, truth, RefusalSettings(categories={**values, c: t}, rule=settings.rule), taxonomy)
             own.append(r[c])
             over.append(r["over_refusal"])
         ax.plot(grid, own, label="its own prompts refused")

@@ -269,7 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--model", required=True, help="Recipe output_dir, checkpoint, hub id or builtin: name.")
     cal.add_argument("--adapter", default=None, help="Adapter directory, if --model is the base model.")
     cal.add_argument("--data", required=True, help="Labelled prompts: JSONL/JSON/CSV/parquet, with prompt + label.")
-    cal.add_argument("--targets", required=True, help="YAML: refusal_rates per category and/or max_over_refusal.")
+    cal.add_argument(
+        "--targets",
+        required=True,
+        help="YAML: refusal_rates per category and/or max_over_refusal; optional rule (passing or top).",
+    )
     cal.add_argument("--label-column", default="refusal_label")
     cal.add_argument("--output-dir", default=None, help="Default: <model>/calibration.")
     cal.add_argument("--seed", type=int, default=0, help="Seed of the calibration / held-out split.")

@@ -42,7 +42,8 @@ class RefusalTokenLogitsProcessor(LogitsProcessor):
     r"""Apply per-category refusal thresholds or scales to the first assistant token.
 
     In `"threshold"` mode (Jain et al., "Refusal Tokens") the first position is decided outright: the most probable
-    category whose softmax probability is at least its threshold tau_c is emitted, otherwise `[respond]` is forced.
+    category whose softmax probability is at least its threshold tau_c is emitted (with `rule="top"` in the settings,
+    the most probable category if it passes its own threshold), otherwise `[respond]` is forced.
     Forcing `[respond]` (rather than only banning refusal tokens) keeps a trained model from starting with junk. In
     `"scale"` mode each category token's probability is multiplied by s_c (log s_c added to its logit) and decoding
     (greedy, sampling or beam search) continues as usual.
@@ -118,6 +119,7 @@ class RefusalTokenLogitsProcessor(LogitsProcessor):
         self.settings = settings
         self.values = settings.resolve(token_ids.taxonomy)
         self.mode = settings.mode
+        self.rule = settings.rule
         self.prompt_length = prompt_length
         self.header = assistant_header_ids
         self.suppress_later = suppress_later
@@ -173,7 +175,7 @@ class RefusalTokenLogitsProcessor(LogitsProcessor):
         """Threshold mode: the token each row must start with, shape (rows, 1)."""
         # softmax over the whole vocabulary (measured faster than logsumexp + gather on CPU, same on GPU).
         cat_p = scores.float().softmax(dim=-1).index_select(1, t["cat_ids"])  # (rows, C)
-        passed, best = threshold_choice(cat_p, t["tau"])
+        passed, best = threshold_choice(cat_p, t["tau"], self.rule)
         return torch.where(passed, t["cat_ids"][best], t["respond"]).unsqueeze(1)
 
     def _later(self, scores: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.Tensor:

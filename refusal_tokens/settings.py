@@ -13,18 +13,23 @@ import torch
 from .taxonomy import BRANCHES, RefusalTaxonomy
 
 MODES = ("threshold", "scale")
+RULES = ("passing", "top")
 _DEFAULTS = {"threshold": 0.5, "scale": 1.0}
 
 
-def threshold_choice(cat_p: Any, tau: Any) -> tuple[Any, Any]:
-    """The threshold rule on category probabilities `(rows, C)`: the most probable category with p >= its tau.
+def threshold_choice(cat_p: Any, tau: Any, rule: str = "passing") -> tuple[Any, Any]:
+    """The threshold rule on category probabilities `(rows, C)` with thresholds `tau` `(C,)`.
 
-    Shared by `RefusalSettings.decide` and `RefusalTokenLogitsProcessor`, so both decide alike. Pure tensor ops:
-    no host sync.
+    `"passing"`: the most probable category among those with p >= their tau. `"top"`: the most probable category,
+    kept only if its p >= its own tau. Shared by `RefusalSettings.decide` and `RefusalTokenLogitsProcessor`, so
+    both decide alike. Pure tensor ops: no host sync.
 
     Returns:
-        `(passed, best)`: whether any category passed (bool, `(rows,)`) and the index of the chosen one.
+        `(passed, best)`: whether a category passed (bool, `(rows,)`) and the index of the chosen one.
     """
+    if rule == "top":
+        best_p, best = cat_p.max(dim=-1)
+        return best_p >= tau.index_select(0, best), best
     best_p, best = torch.where(cat_p >= tau, cat_p, -1.0).max(dim=-1)
     return best_p >= 0, best
 
@@ -38,14 +43,20 @@ class RefusalSettings:
 
     Args:
         mode (`str`, *optional*, defaults to `"threshold"`):
-            `"threshold"` (Jain et al.): at the first assistant position, emit the most probable category token whose
-            probability is at least its threshold tau_c, otherwise emit `[respond]`. `"scale"`: multiply each
-            category token's probability by s_c (add log s_c to its logit) and let decoding proceed; s_c = 0
-            forbids that category.
+            `"threshold"` (Jain et al.): at the first assistant position, emit the most probable category token
+            whose probability is at least its threshold tau_c (see `rule`), otherwise emit `[respond]`. `"scale"`:
+            multiply each category token's probability by s_c (add log s_c to its logit) and let decoding proceed;
+            s_c = 0 forbids that category.
         default (`float`, *optional*): Value for categories with no category or branch entry. Defaults to 0.5 in
             threshold mode and 1.0 (unchanged) in scale mode.
         branches (`dict[str, float]`, *optional*): Values per branch, keys `"cannot"` and/or `"should_not"`.
         categories (`dict[str, float]`, *optional*): Values per category name; override the branch value.
+        rule (`str`, *optional*, defaults to `"passing"`): Threshold mode only: which category competes for the
+            first token. `"passing"`: the most probable of the categories that pass their thresholds, so a
+            category with a low threshold also catches prompts the model files under another one. `"top"`: only
+            the model's most probable category, refused with if it passes its own threshold; each prompt then
+            answers to one knob, and moving one category's threshold changes only the prompts the model files
+            under it (less cross-category leakage; see BENCHMARKS.md).
 
     Example:
 
@@ -61,10 +72,18 @@ class RefusalSettings:
     default: float | None = field(default=None, metadata={"help": "Value for categories without their own entry."})
     branches: dict[str, float] = field(default_factory=dict, metadata={"help": "Values per branch."})
     categories: dict[str, float] = field(default_factory=dict, metadata={"help": "Values per category name."})
+    rule: str = field(
+        default="passing",
+        metadata={"help": "Threshold mode: 'passing' (most probable passing category) or 'top' (top category only)."},
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is not one of {MODES}.")
+        if self.rule not in RULES:
+            raise ValueError(f"rule={self.rule!r} is not one of {RULES}.")
+        if self.mode == "scale" and self.rule != "passing":
+            raise ValueError(f"rule={self.rule!r} applies to threshold mode only; scale mode has no rule.")
         if self.default is None:
             self.default = _DEFAULTS[self.mode]
         self.branches = dict(self.branches or {})
@@ -104,7 +123,7 @@ class RefusalSettings:
         """The first token greedy decoding with these settings emits, from first-token probabilities.
 
         The same rule as `RefusalTokenLogitsProcessor`, applied to the columns of `first_token_probabilities`: in
-        threshold mode the most probable category with p >= tau_c, else respond; in scale mode the largest of
+        threshold mode the category chosen by `rule`, else respond; in scale mode the largest of
         p(respond) and s_c * p_c. (Ordinary vocabulary tokens are not in `probs`: in scale mode the decision is among
         the refusal-token columns only.)
 
@@ -125,20 +144,23 @@ class RefusalSettings:
         cat = probs[:, 1:]
         if self.mode == "scale":
             return torch.cat([probs[:, :1], cat * values], dim=1).argmax(dim=1)
-        passed, best = threshold_choice(cat, values)
+        passed, best = threshold_choice(cat, values, self.rule)
         return torch.where(passed, best + 1, torch.zeros_like(best))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "default": self.default, "branches": self.branches, "categories": self.categories}
+        out = {"mode": self.mode, "default": self.default, "branches": self.branches, "categories": self.categories}
+        if self.rule != "passing":  # files written before the rule existed stay as they were
+            out["rule"] = self.rule
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RefusalSettings:
         if not isinstance(data, dict):
             raise ValueError(f"Refusal settings must be a mapping, got {type(data).__name__}.")
-        unknown = set(data) - {"mode", "default", "branches", "categories"}
+        unknown = set(data) - {"mode", "default", "branches", "categories", "rule"}
         if unknown:
             raise ValueError(
-                f"Unknown refusal-settings keys {sorted(unknown)}; allowed: mode, default, branches, categories."
+                f"Unknown refusal-settings keys {sorted(unknown)}; allowed: mode, default, branches, categories, rule."
             )
         return cls(**data)
 

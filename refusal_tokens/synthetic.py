@@ -36,7 +36,9 @@ class SyntheticCorpusConfig:
         train_benign (`int`, *optional*, defaults to 96): Benign (answer) rows in the train split.
         train_contrast (`int`, *optional*, defaults to 96): Contrast (look-alike, answer) rows in the train split.
         eval_fraction (`float`, *optional*, defaults to 0.25): Size of the validation and test splits, each, as a
-            fraction of the train counts (at least one row per category and kind).
+            fraction of the train counts (at least one row per category and kind). These splits hold each prompt
+            once (a repeated prompt adds nothing to a measurement), so they come out smaller where the held-out
+            templates x fillers run out; the train split repeats prompts to reach its counts.
         seed (`int`, *optional*, defaults to 0): Seed of the template split and the sampling.
         validation (`bool`, *optional*, defaults to `True`): Hold out validation templates and build a validation
             split. Without one, those templates train instead (more variety for short runs that never evaluate).
@@ -130,14 +132,19 @@ def _split_source(
     raise ValueError(f"cannot split {wordings} so that every split has refusal and contrast templates.")
 
 
-def _sample(templates: Sequence[str], fillers: Sequence[str], n: int, rng: random.Random) -> list[tuple[str, str]]:
-    """`n` (template, prompt) pairs, all distinct while the template x filler grid lasts, then repeated."""
+def _sample(
+    templates: Sequence[str], fillers: Sequence[str], n: int, rng: random.Random, repeat: bool = True
+) -> list[tuple[str, str]]:
+    """`n` (template, prompt) pairs, all distinct while the template x filler grid lasts, then repeated (or, with
+    `repeat=False`, no more than the grid holds)."""
     grid = [(t, t.replace("{x}", f)) for t in templates for f in fillers]
     out: list[tuple[str, str]] = []
-    while len(out) < n:
+    while len(out) < n and grid:
         batch = list(grid)
         rng.shuffle(batch)
         out.extend(batch[: n - len(out)])
+        if not repeat:
+            break
     return out
 
 
@@ -197,17 +204,18 @@ def build_synthetic_corpus(
     out: dict[str, list[dict[str, Any]]] = {}
     for split in SPLITS if val else ("train", "test"):
         rows: list[dict[str, Any]] = []
+        repeat = split == "train"
         for label, sources in mapping.items():
             for s, n in zip(sources, _spread(size(config.train_per_category, split), len(sources))):
-                for template, prompt in _sample(split_of[(s, "refusal")][split], SOURCES[s].fillers, n, rng):
+                for template, prompt in _sample(split_of[(s, "refusal")][split], SOURCES[s].fillers, n, rng, repeat):
                     rows.append(_row(prompt, rng.choice(SOURCES[s].refusals), label, "refusal", s, template))
         for template, prompt in _sample(
-            split_of[("benign", "benign")][split], BENIGN_FILLERS, size(config.train_benign, split), rng
+            split_of[("benign", "benign")][split], BENIGN_FILLERS, size(config.train_benign, split), rng, repeat
         ):
             rows.append(_row(prompt, rng.choice(TEMPLATE_ANSWERS), RESPOND_LABEL, "benign", "benign", template))
         for s, n in zip(used_sources, _spread(size(config.train_contrast, split), len(used_sources))):
             src = SOURCES[s]
-            for template, prompt in _sample(split_of[(s, "contrast")][split], src.contrast_fillers, n, rng):
+            for template, prompt in _sample(split_of[(s, "contrast")][split], src.contrast_fillers, n, rng, repeat):
                 rows.append(_row(prompt, rng.choice(TEMPLATE_ANSWERS), RESPOND_LABEL, "contrast", s, template))
         rng.shuffle(rows)
         out[split] = rows

@@ -33,23 +33,28 @@ def _probs(n_per=200, seed=0):
     return torch.stack(rows), torch.tensor(truth)
 
 
-def test_target_rates_are_met_on_the_calibration_data():
+@pytest.mark.parametrize("rule", ["passing", "top"])
+def test_target_rates_are_met_on_the_calibration_data(rule):
     probs, truth = _probs()
-    targets = CalibrationTargets(refusal_rates={"humanizing": 0.3, "safety_concerns": 0.9, "incomplete": 0.5})
+    targets = CalibrationTargets(
+        refusal_rates={"humanizing": 0.3, "safety_concerns": 0.9, "incomplete": 0.5}, rule=rule
+    )
     settings = calibrate_thresholds(probs, truth, TAX, targets)
+    assert settings.rule == rule
     got = refusal_rates(probs, truth, settings, TAX)
     for c, r in targets.refusal_rates.items():
         assert abs(got[c] - r) <= 0.01, (c, got[c], r)
 
 
-def test_over_refusal_ceiling_holds_and_refusals_are_maximised():
+@pytest.mark.parametrize("rule", ["passing", "top"])
+def test_over_refusal_ceiling_holds_and_refusals_are_maximised(rule):
     probs, truth = _probs()
-    targets = CalibrationTargets(max_over_refusal=0.05)
+    targets = CalibrationTargets(max_over_refusal=0.05, rule=rule)
     settings = calibrate_thresholds(probs, truth, TAX, targets)
     got = refusal_rates(probs, truth, settings, TAX)
-    assert got["over_refusal"] <= 0.05 + 1e-6
+    assert 0.04 <= got["over_refusal"] <= 0.05 + 1e-6  # the ceiling is used, not only respected
     # lowering any threshold a little would break the per-category share of the ceiling or refuse no more
-    loose = RefusalSettings(categories={c: max(0.0, v - 0.05) for c, v in settings.categories.items()})
+    loose = RefusalSettings(categories={c: max(0.0, v - 0.05) for c, v in settings.categories.items()}, rule=rule)
     assert refusal_rates(probs, truth, loose, TAX)["over_refusal"] > 0.05 + 1e-6
 
 
@@ -77,6 +82,22 @@ def test_leakage_is_detected_when_categories_compete():
     assert leak["incomplete"]["max_other_change"] == 1.0
 
 
+def test_top_rule_does_not_leak_when_every_prompt_tops_its_own_category():
+    # indeterminate prompts: own p=0.4 (below its 0.5 threshold), p=0.25 on incomplete. Lowering incomplete's
+    # threshold below 0.25 makes the passing rule refuse them all as incomplete; under "top" they answer only to
+    # indeterminate's threshold.
+    own = torch.linspace(0.05, 0.95, 50)
+    inc = torch.stack([1 - own, own] + [torch.zeros(50)] * 4, dim=1)
+    ind = torch.tensor([[0.35, 0.25, 0.4, 0.0, 0.0, 0.0]] * 50)
+    probs, truth = torch.cat([inc, ind]), torch.tensor([1] * 50 + [2] * 50)
+    tau = {"incomplete": 0.3, "indeterminate": 0.5}
+    passing = cross_category_leakage(probs, truth, RefusalSettings(categories=tau), TAX)
+    top = cross_category_leakage(probs, truth, RefusalSettings(categories=tau, rule="top"), TAX)
+    assert passing["incomplete"]["max_other_change"] == 1.0
+    assert top["incomplete"]["own_change"] == pytest.approx(0.1, abs=0.03)
+    assert top["incomplete"]["max_other_change"] == 0.0
+
+
 def test_bad_targets_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="refusal_rates per category, max_over_refusal, or both"):
         CalibrationTargets()
@@ -89,3 +110,7 @@ def test_bad_targets_are_rejected(tmp_path):
     probs, truth = _probs(n_per=10)
     with pytest.raises(ValueError, match="unknown categories"):
         calibrate_thresholds(probs, truth, TAX, CalibrationTargets(refusal_rates={"privacy": 0.5}))
+    with pytest.raises(ValueError, match="rule='first'"):
+        CalibrationTargets(max_over_refusal=0.1, rule="first")
+    path.write_text("max_over_refusal: 0.1\nrule: top\n")
+    assert CalibrationTargets.from_file(path).rule == "top"

@@ -59,10 +59,29 @@ def decide(settings, rows=ROWS, dtype=torch.float32):
         (RefusalSettings(categories={"incomplete": 0.7}), ["respond", "respond", "respond"]),
         (RefusalSettings(categories={"safety_concerns": 0.04}), ["incomplete", "safety_concerns", "safety_concerns"]),
         (RefusalSettings(default=1.0), ["respond", "respond", "respond"]),
+        # rule="top": only the most probable category competes (humanizing in row 2, safety_concerns in row 3)
+        (RefusalSettings(categories={"safety_concerns": 0.3}, rule="top"), ["incomplete", "respond", "respond"]),
+        (RefusalSettings(default=0.3, rule="top"), ["incomplete", "humanizing", "respond"]),
+        (
+            RefusalSettings(categories={"safety_concerns": 0.04}, rule="top"),
+            ["incomplete", "respond", "safety_concerns"],
+        ),
     ],
 )
 def test_threshold_decisions_match_hand_computation(settings, expected):
     assert decide(settings) == expected
+
+
+@pytest.mark.parametrize("rule", ["passing", "top"])
+def test_processor_decides_like_settings_decide(rule):
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(200, V, generator=g) * 2
+    scores[:, 10:16] += 2  # put real mass on respond and the category tokens
+    settings = RefusalSettings(categories=dict(zip(TAX.names, [0.05, 0.1, 0.15, 0.2, 0.08])), rule=rule)
+    proc = RefusalTokenLogitsProcessor(IDS, settings, prompt_length=4)
+    chosen = proc(torch.zeros(200, 4, dtype=torch.long), scores).argmax(-1)
+    expected = settings.decide(scores.softmax(-1)[:, list(IDS.all_ids)], TAX)
+    assert chosen.tolist() == [IDS.all_ids[i] for i in expected.tolist()]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

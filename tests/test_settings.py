@@ -26,6 +26,8 @@ def test_scale_default_is_identity():
         ({"mode": "scale", "default": -1.0}, ">= 0"),
         ({"branches": {"sometimes": 0.1}}, "unknown branch"),
         ({"categories": {"privacy": "high"}}, "must be a number"),
+        ({"rule": "max"}, "rule"),
+        ({"mode": "scale", "rule": "top"}, "threshold mode only"),
     ],
 )
 def test_bad_settings(kwargs, match):
@@ -49,3 +51,20 @@ def test_unknown_file_key(tmp_path):
     (tmp_path / "t.yaml").write_text("mode: threshold\nthreshold: 0.3\n")
     with pytest.raises(ValueError, match="Unknown refusal-settings keys"):
         RefusalSettings.from_file(tmp_path / "t.yaml")
+
+
+def test_rule_round_trips_and_default_files_stay_as_they_were(tmp_path):
+    top = RefusalSettings(categories={"privacy": 0.2}, rule="top")
+    assert RefusalSettings.from_file(top.save(tmp_path / "top.yaml")) == top
+    assert "rule" not in RefusalSettings().to_dict()  # thresholds files written before the rule existed still load
+
+
+def test_top_rule_only_lets_the_most_probable_category_compete():
+    import torch
+
+    tax = get_taxonomy("coconot")  # incomplete, indeterminate, unsupported, humanizing, safety_concerns
+    probs = torch.tensor([[0.3, 0.0, 0.0, 0.0, 0.4, 0.3], [0.3, 0.5, 0.2, 0.0, 0.0, 0.0]])
+    tau = {"humanizing": 0.5, "safety_concerns": 0.2, "incomplete": 0.6, "indeterminate": 0.1}
+    # row 0: humanizing is most probable but below 0.5; safety_concerns passes its 0.2
+    assert RefusalSettings(categories=tau).decide(probs, tax).tolist() == [5, 2]
+    assert RefusalSettings(categories=tau, rule="top").decide(probs, tax).tolist() == [0, 0]

@@ -88,3 +88,14 @@ def test_bad_sizes_are_rejected():
         SyntheticCorpusConfig(train_per_category=0)
     with pytest.raises(ValueError, match="eval_fraction"):
         SyntheticCorpusConfig(eval_fraction=0)
+
+
+def test_held_out_splits_hold_each_prompt_once():
+    # far more rows than the held-out templates x fillers hold: train repeats prompts, validation and test do not
+    cfg = SyntheticCorpusConfig(train_per_category=512, train_benign=1024, train_contrast=1024, eval_fraction=0.25)
+    splits = build_synthetic_corpus("coconot", cfg)
+    assert sum(r["refusal_label"] == "humanizing" for r in splits["train"]) == 512
+    for split in ("validation", "test"):
+        prompts = [r["prompt"][0]["content"] for r in splits[split]]
+        assert len(prompts) == len(set(prompts)), split
+        assert 0 < sum(r["refusal_label"] == "humanizing" for r in splits[split]) < 128
