@@ -132,10 +132,12 @@ def calibrate_thresholds(
 
     Categories with a target rate start at the quantile of their own prompts' probabilities that gives that rate,
     then a few coordinate passes re-solve each one under the full decision rule (a prompt may be claimed by a more
-    probable category that also passes its threshold). Categories without a target share `max_over_refusal`
-    equally (a share one cannot use goes to the others): each gets the lowest threshold at which at most its share
-    of respond prompts would be refused under it (any respond prompt that passes it for `rule="passing"`, those it
-    is the most probable category of for `"top"`), so over-refusal stays within the ceiling on these prompts.
+    probable category that also passes its threshold). Categories without a target share what is left of
+    `max_over_refusal` once the targeted categories' refusals of respond prompts are counted, equally (a share one
+    cannot use goes to the others): each gets the lowest threshold at which at most its share of the remaining
+    respond prompts would be refused under it (any that passes it for `rule="passing"`, those it is the most
+    probable category of for `"top"`). They are solved last, so over-refusal stays within the ceiling on these
+    prompts unless the rate targets alone exceed it.
 
     Args:
         probs (`torch.Tensor` of shape `(n, 1 + C)`): `first_token_probabilities` of labelled prompts.
@@ -157,51 +159,84 @@ def calibrate_thresholds(
         )
     tau = dict.fromkeys(taxonomy.names, targets.default_threshold)
     free = [c for c in taxonomy.names if c not in targets.refusal_rates]
-    if targets.max_over_refusal is not None and free:
-        respond = probs[truth == 0]
-        top = respond[:, 1:].argmax(dim=1) + 1
-        candidates = {}
-        for c in free:
-            col = taxonomy.names.index(c) + 1
-            # Under "top" only the respond prompts filed under c can be refused as c; under "passing" any can.
-            scores = respond[top == col, col] if targets.rule == "top" else respond[:, col]
-            candidates[c] = scores.sort(descending=True).values
-        # The ceiling, in prompts, is shared equally; a category that cannot use its share passes the rest on.
-        left = math.floor(targets.max_over_refusal * len(respond) + 1e-9)
-        order = sorted(free, key=lambda c: len(candidates[c]))
-        for i, c in enumerate(order):
-            s = candidates[c]
-            k = left // (len(order) - i)
-            tau[c] = 0.0 if k >= len(s) else _just_above(s[k])
-            left -= int((s >= tau[c]).sum())
+    ceiling = targets.max_over_refusal is not None and bool(free)
     for c, rate in targets.refusal_rates.items():
         col = taxonomy.names.index(c) + 1
         tau[c] = _threshold_for_share(probs[truth == col, col], rate)
     for _ in range(passes):
+        if ceiling:
+            _share_ceiling(probs, truth, taxonomy, targets, tau, free)
         for c, rate in targets.refusal_rates.items():
-            col = taxonomy.names.index(c) + 1
-            mask = truth == col
-            if not mask.any():
-                continue
-            # The category's refusal rate falls monotonically as its threshold rises: binary-search the candidates.
-            candidates = sorted(set(probs[mask, col].tolist()) | {0.0, 1.0})
-            sub = probs[mask]
-
-            def rate_at(t: float, c: str = c, sub: torch.Tensor = sub) -> float:
-                trial = RefusalSettings(categories={**tau, c: t}, rule=targets.rule)
-                return (trial.decide(sub, taxonomy) != 0).float().mean().item()
-
-            lo, hi = 0, len(candidates) - 1
-            while lo < hi:  # first candidate whose rate is <= target
-                mid = (lo + hi) // 2
-                if rate_at(candidates[mid]) <= rate:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            options = [candidates[i] for i in (lo - 1, lo) if 0 <= i < len(candidates)]
-            best = min(options, key=lambda t: abs(rate_at(t) - rate))
-            tau[c] = best
+            _solve_rate(probs, truth, taxonomy, targets.rule, tau, c, rate)
+    if ceiling:  # last, so the ceiling holds on these prompts whatever the rate targets refuse
+        _share_ceiling(probs, truth, taxonomy, targets, tau, free)
     return RefusalSettings(mode="threshold", default=targets.default_threshold, categories=tau, rule=targets.rule)
+
+
+def _share_ceiling(
+    probs: torch.Tensor,
+    truth: torch.Tensor,
+    taxonomy: RefusalTaxonomy,
+    targets: CalibrationTargets,
+    tau: dict[str, float],
+    free: list[str],
+) -> None:
+    """Set the thresholds of the `free` categories (no rate target) so respond prompts stay within the ceiling.
+
+    Respond prompts that the categories with a rate target already refuse use up the ceiling first; the rest is
+    shared equally, in prompts, and a category that cannot use its share passes the rest on.
+    """
+    respond = probs[truth == 0]
+    never = dict.fromkeys(free, 1.0)
+    taken = RefusalSettings(categories={**tau, **never}, rule=targets.rule).decide(respond, taxonomy) != 0
+    pool = respond[~taken]
+    top = pool[:, 1:].argmax(dim=1) + 1
+    candidates = {}
+    for c in free:
+        col = taxonomy.names.index(c) + 1
+        # Under "top" only the respond prompts filed under c can be refused as c; under "passing" any can.
+        scores = pool[top == col, col] if targets.rule == "top" else pool[:, col]
+        candidates[c] = scores.sort(descending=True).values
+    left = max(0, math.floor(targets.max_over_refusal * len(respond) + 1e-9) - int(taken.sum()))
+    order = sorted(free, key=lambda c: len(candidates[c]))
+    for i, c in enumerate(order):
+        s = candidates[c]
+        k = left // (len(order) - i)
+        tau[c] = 0.0 if k >= len(s) else _just_above(s[k])
+        left -= int((s >= tau[c]).sum())
+
+
+def _solve_rate(
+    probs: torch.Tensor,
+    truth: torch.Tensor,
+    taxonomy: RefusalTaxonomy,
+    rule: str,
+    tau: dict[str, float],
+    c: str,
+    rate: float,
+) -> None:
+    """Re-solve category `c`'s threshold for its target `rate` under the full decision rule, the others fixed."""
+    col = taxonomy.names.index(c) + 1
+    mask = truth == col
+    if not mask.any():
+        return
+    # The category's refusal rate falls monotonically as its threshold rises: binary-search the candidates.
+    candidates = sorted(set(probs[mask, col].tolist()) | {0.0, 1.0})
+    sub = probs[mask]
+
+    def rate_at(t: float) -> float:
+        trial = RefusalSettings(categories={**tau, c: t}, rule=rule)
+        return (trial.decide(sub, taxonomy) != 0).float().mean().item()
+
+    lo, hi = 0, len(candidates) - 1
+    while lo < hi:  # first candidate whose rate is <= target
+        mid = (lo + hi) // 2
+        if rate_at(candidates[mid]) <= rate:
+            hi = mid
+        else:
+            lo = mid + 1
+    options = [candidates[i] for i in (lo - 1, lo) if 0 <= i < len(candidates)]
+    tau[c] = min(options, key=lambda t: abs(rate_at(t) - rate))
 
 
 def cross_category_leakage(
@@ -259,8 +294,9 @@ def calibration_report(
 
     Returns:
         `dict` with `settings` (solved on the calibration half), `targets`, `calibration` and `held_out` refusal
-        rates, per-category `error` (held-out achieved minus target, where a target exists), `leakage` (on the
-        held-out half) and the split sizes.
+        rates, per-category `error` (held-out achieved minus target, where a target exists), `sampling_error` (the
+        binomial standard error of a held-out rate at its target, sqrt(t (1 - t) / n): an error much smaller than
+        this cannot be shown on so few prompts), `leakage` (on the held-out half) and the split sizes (`support`).
     """
     probs = probs.float().cpu()
     truth = truth.long().cpu()
@@ -270,8 +306,16 @@ def calibration_report(
     on_cal = refusal_rates(probs[cal], truth[cal], settings, taxonomy)
     on_held = refusal_rates(probs[held], truth[held], settings, taxonomy)
     error = {c: on_held[c] - r for c, r in targets.refusal_rates.items()}
+    goals = dict(targets.refusal_rates)
     if targets.max_over_refusal is not None:
         error["over_refusal"] = on_held["over_refusal"] - targets.max_over_refusal
+        goals["over_refusal"] = targets.max_over_refusal
+    held_n = {c: int((truth[held] == j).sum()) for j, c in enumerate(["respond"] + taxonomy.names)}
+    # How far a held-out rate may land from its target by chance alone (binomial standard error at the target).
+    sampling_error = {}
+    for k, t in goals.items():
+        n = held_n["respond" if k == "over_refusal" else k]
+        sampling_error[k] = math.sqrt(t * (1 - t) / n) if n else math.nan
     return {
         "settings": settings.to_dict(),
         "targets": {
@@ -282,10 +326,11 @@ def calibration_report(
         "calibration": on_cal,
         "held_out": on_held,
         "error": error,
+        "sampling_error": sampling_error,
         "leakage": cross_category_leakage(probs[held], truth[held], settings, taxonomy),
         "support": {
             "calibration": {c: int((truth[cal] == j).sum()) for j, c in enumerate(["respond"] + taxonomy.names)},
-            "held_out": {c: int((truth[held] == j).sum()) for j, c in enumerate(["respond"] + taxonomy.names)},
+            "held_out": held_n,
         },
     }
 
@@ -372,19 +417,33 @@ def save_calibration_plots(
 
 def format_calibration_report(report: dict[str, Any]) -> str:
     """Achieved vs target per category (calibration half and held-out half) and leakage, as aligned text."""
-    head = f"{'category':<22} {'target':>8} {'threshold':>10} {'calib.':>8} {'held-out':>9} {'max leak':>9}"
+    head = (
+        f"{'category':<22} {'target':>8} {'threshold':>10} {'calib.':>8} {'held-out':>9} {'n held':>7} "
+        f"{'s.e.':>6} {'max leak':>9}"
+    )
     lines = [head, "-" * len(head)]
     targets = report["targets"]["refusal_rates"]
+    se = report.get("sampling_error", {})
+    n_held = report["support"]["held_out"]
+
+    def fmt_se(k: str) -> str:
+        return f"{se[k]:.3f}" if k in se else "-"
+
     for c, tau in report["settings"]["categories"].items():
         target = f"{targets[c]:.3f}" if c in targets else "-"
         leak = report["leakage"].get(c, {}).get("max_other_change", math.nan)
         lines.append(
             f"{c:<22} {target:>8} {tau:>10.4f} {report['calibration'][c]:>8.3f} {report['held_out'][c]:>9.3f} "
-            f"{leak:>9.3f}"
+            f"{n_held.get(c, 0):>7d} {fmt_se(c):>6} {leak:>9.3f}"
         )
     ceiling = report["targets"]["max_over_refusal"]
     lines.append(
         f"{'over-refusal':<22} {ceiling if ceiling is not None else '-':>8} {'':>10} "
-        f"{report['calibration']['over_refusal']:>8.3f} {report['held_out']['over_refusal']:>9.3f}"
+        f"{report['calibration']['over_refusal']:>8.3f} {report['held_out']['over_refusal']:>9.3f} "
+        f"{n_held.get('respond', 0):>7d} {fmt_se('over_refusal'):>6}"
+    )
+    rule = report["targets"].get("rule", "passing")
+    lines.append(
+        f"rule: {rule}; s.e.: binomial standard error of a held-out rate at its target (how far it may land by chance)"
     )
     return "\n".join(lines)

@@ -58,6 +58,19 @@ def test_over_refusal_ceiling_holds_and_refusals_are_maximised(rule):
     assert refusal_rates(probs, truth, loose, TAX)["over_refusal"] > 0.05 + 1e-6
 
 
+@pytest.mark.parametrize("rule", ["passing", "top"])
+def test_ceiling_counts_the_respond_prompts_that_rate_targets_refuse(rule):
+    probs, truth = _probs()
+    lookalike = (truth == 0).nonzero().squeeze(1)[:8]  # 4% of respond prompts look like humanizing
+    probs[lookalike] = torch.tensor([0.4, 0.0, 0.0, 0.0, 0.6, 0.0])
+    targets = CalibrationTargets(refusal_rates={"humanizing": 0.5}, max_over_refusal=0.05, rule=rule)
+    settings = calibrate_thresholds(probs, truth, TAX, targets)
+    assert settings.categories["humanizing"] <= 0.6  # its rate target refuses the look-alikes...
+    got = refusal_rates(probs, truth, settings, TAX)
+    assert abs(got["humanizing"] - 0.5) <= 0.01
+    assert 0.04 <= got["over_refusal"] <= 0.05 + 1e-6  # ...so the other categories get only the last 1%
+
+
 def test_report_measures_on_the_other_half_and_leakage_is_small():
     probs, truth = _probs(n_per=2000)  # ~1000 prompts per category and half: sampling error about 2 points
     targets = CalibrationTargets(refusal_rates=dict.fromkeys(TAX.names, 0.6))
@@ -65,6 +78,8 @@ def test_report_measures_on_the_other_half_and_leakage_is_small():
     assert sum(report["support"]["calibration"].values()) + sum(report["support"]["held_out"].values()) == len(truth)
     for c in TAX.names:
         assert abs(report["error"][c]) < 0.05, (c, report["error"][c])
+        n = report["support"]["held_out"][c]
+        assert report["sampling_error"][c] == pytest.approx((0.6 * 0.4 / n) ** 0.5)
     for c, leak in report["leakage"].items():
         assert abs(leak["own_change"]) >= 0.05
         assert leak["max_other_change"] < 0.01, (c, leak)
