@@ -21,6 +21,8 @@ from .recipe_common import (
     is_evaluating,
     load_classifier,
     log,
+    on_training_device,
+    self_distills,
     token_rows_optimizer,
 )
 from .synthetic_templates import PRESET_SOURCES, SOURCES
@@ -116,8 +118,6 @@ def run_dpo(
             f"{model_args.model_name_or_path} was trained with taxonomy {load_taxonomy(tokenizer).name!r}, but the "
             f"config asks for taxonomy={data_args.taxonomy!r}; use the same taxonomy."
         )
-    # Self-distillation generates before the Trainer exists; on the training device it runs on the GPU, not the CPU.
-    model.to(training_args.device)
     model.train()
     timings = {"load_model_s": time.perf_counter() - t0}
 
@@ -137,15 +137,16 @@ def run_dpo(
         probes, test, label_column = None, None, chosen_col
     else:
         evaluating = is_evaluating(training_args)
-        corpus = build_sft_splits(
-            data_args,
-            taxonomy,
-            model,
-            tokenizer,
-            seed=training_args.seed,
-            distill_splits=("train", "validation") if evaluating else ("train",),
-            validation=evaluating or eval_args.probe_every_n_steps is not None,
-        )
+        with on_training_device(model, training_args, enabled=self_distills(data_args)):
+            corpus = build_sft_splits(
+                data_args,
+                taxonomy,
+                model,
+                tokenizer,
+                seed=training_args.seed,
+                distill_splits=("train", "validation") if evaluating else ("train",),
+                validation=evaluating or eval_args.probe_every_n_steps is not None,
+            )
         pref = {
             name: Dataset.from_list(build_synthetic_preferences(ds.to_list(), taxonomy, seed=training_args.seed))
             for name, ds in corpus.items()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from .config import RefusalDataArguments, RefusalEvalArguments, RefusalModelArguments
@@ -25,6 +27,37 @@ def load_classifier(data_args: RefusalDataArguments) -> Any:
     from .classifiers import get_classifier
 
     return get_classifier(data_args.classifier, data_args.taxonomy)
+
+
+def self_distills(data_args: RefusalDataArguments) -> bool:
+    """Whether the recipe generates the base model's answers before training (built-in corpus, `responses=self`)."""
+    return not data_args.dataset_name and data_args.responses == "self"
+
+
+def shards_the_model(training_args: Any) -> bool:
+    """Whether DeepSpeed or FSDP will shard the model: they expect to receive it on the CPU."""
+    env = any(
+        os.environ.get(k, "").lower() in ("1", "true") for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
+    )
+    return env or bool(getattr(training_args, "deepspeed", None)) or bool(getattr(training_args, "fsdp", None))
+
+
+@contextlib.contextmanager
+def on_training_device(model: Any, training_args: Any, enabled: bool = True) -> Iterator[None]:
+    """Run a block (self-distillation, before the Trainer exists) with the model on the training device.
+
+    Generation on the GPU instead of the CPU; the Trainer would move the model there anyway, except under DeepSpeed
+    or FSDP, which shard a model they receive on the CPU: there it goes back to the CPU after the block.
+    """
+    if not enabled:
+        yield
+        return
+    model.to(training_args.device)
+    try:
+        yield
+    finally:
+        if shards_the_model(training_args):
+            model.to("cpu")
 
 
 def is_evaluating(training_args: Any) -> bool:

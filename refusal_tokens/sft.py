@@ -21,6 +21,8 @@ from .recipe_common import (
     is_evaluating,
     load_classifier,
     log,
+    on_training_device,
+    self_distills,
     token_rows_optimizer,
 )
 
@@ -124,22 +126,21 @@ def run_sft(
     log(f"loading {model_args.model_name_or_path}", main)
     with state.main_process_first():  # a builtin: model is converted once, by the main process
         model, tokenizer = load_model_and_tokenizer(model_args.model_name_or_path, dtype=model_args.torch_dtype())
-    # Self-distillation generates before the Trainer exists; on the training device it runs on the GPU, not the CPU.
-    model.to(training_args.device)
     timings = {"load_model_s": time.perf_counter() - t0}
 
     t = time.perf_counter()
     # A validation split (and its answers) only matters when the Trainer evaluates or the probes run every N steps.
     evaluating = is_evaluating(training_args)
-    splits = build_sft_splits(
-        data_args,
-        taxonomy,
-        model,
-        tokenizer,
-        seed=training_args.seed,
-        distill_splits=("train", "validation") if evaluating else ("train",),
-        validation=evaluating or eval_args.probe_every_n_steps is not None,
-    )
+    with on_training_device(model, training_args, enabled=self_distills(data_args)):
+        splits = build_sft_splits(
+            data_args,
+            taxonomy,
+            model,
+            tokenizer,
+            seed=training_args.seed,
+            distill_splits=("train", "validation") if evaluating else ("train",),
+            validation=evaluating or eval_args.probe_every_n_steps is not None,
+        )
     timings["data_s"] = time.perf_counter() - t
 
     _, peft_model = add_tokens_and_peft(model, tokenizer, taxonomy, model_args, main, seed=training_args.seed)

@@ -20,3 +20,43 @@ def test_same_seed_same_lora_init_whatever_ran_before():
     assert first and first.keys() == second.keys()
     for name in first:
         torch.testing.assert_close(first[name], second[name], msg=name)
+
+
+def test_self_distillation_device_placement(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from refusal_tokens.config import RefusalDataArguments
+    from refusal_tokens.recipe_common import on_training_device, self_distills, shards_the_model
+
+    assert self_distills(RefusalDataArguments(responses="self"))
+    assert not self_distills(RefusalDataArguments(responses="template"))
+    assert not self_distills(RefusalDataArguments(dataset_name="data.jsonl"))
+
+    args = SimpleNamespace(device=torch.device("cpu"), deepspeed=None, fsdp="")
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    assert not shards_the_model(args)
+    assert shards_the_model(SimpleNamespace(device=args.device, deepspeed="ds.json", fsdp=""))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert shards_the_model(args)
+
+    moves = []
+
+    class Model:
+        def to(self, device):
+            moves.append(str(device))
+            return self
+
+    with on_training_device(Model(), args, enabled=False):
+        pass
+    assert moves == []
+    with on_training_device(Model(), args):  # sharded (FSDP): on the device for the block, back to the CPU after
+        assert moves == ["cpu"]
+    assert moves == ["cpu", "cpu"]
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    moves.clear()
+    with on_training_device(Model(), SimpleNamespace(device="cuda:0", deepspeed=None, fsdp="")):
+        pass
+    assert moves == ["cuda:0"]  # not sharded: it stays where the Trainer would put it
