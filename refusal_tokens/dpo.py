@@ -18,11 +18,8 @@ from .recipe_common import (
     add_probe_callback,
     add_tokens_and_peft,
     finish_recipe,
-    is_evaluating,
     load_classifier,
     log,
-    on_training_device,
-    self_distills,
     token_rows_optimizer,
 )
 from .synthetic_templates import PRESET_SOURCES, SOURCES
@@ -95,7 +92,7 @@ def run_dpo(
     from trl import DPOTrainer
 
     from .models import load_refusal_model
-    from .sft import build_sft_splits
+    from .sft import build_recipe_splits
     from .tagging import tag_dataset
     from .taxonomy import get_taxonomy
     from .tokens import TAXONOMY_KEY, load_taxonomy
@@ -136,17 +133,7 @@ def run_dpo(
         )
         probes, test, label_column = None, None, chosen_col
     else:
-        evaluating = is_evaluating(training_args)
-        with on_training_device(model, training_args, enabled=self_distills(data_args)):
-            corpus = build_sft_splits(
-                data_args,
-                taxonomy,
-                model,
-                tokenizer,
-                seed=training_args.seed,
-                distill_splits=("train", "validation") if evaluating else ("train",),
-                validation=evaluating or eval_args.probe_every_n_steps is not None,
-            )
+        corpus = build_recipe_splits(data_args, eval_args, training_args, taxonomy, model, tokenizer)
         pref = {
             name: Dataset.from_list(build_synthetic_preferences(ds.to_list(), taxonomy, seed=training_args.seed))
             for name, ds in corpus.items()

@@ -26,7 +26,7 @@ from .recipe_common import (
     token_rows_optimizer,
 )
 
-__all__ = ["THRESHOLDS_FILE", "build_sft_splits", "main", "run_sft"]
+__all__ = ["THRESHOLDS_FILE", "build_recipe_splits", "build_sft_splits", "main", "run_sft"]
 
 
 def build_sft_splits(
@@ -90,6 +90,29 @@ def build_sft_splits(
     return {split: Dataset.from_list(rows) for split, rows in corpus.items()}
 
 
+def build_recipe_splits(
+    data_args: RefusalDataArguments,
+    eval_args: RefusalEvalArguments,
+    training_args: Any,
+    taxonomy: Any,
+    model: Any,
+    tokenizer: Any,
+) -> dict[str, Any]:
+    """`build_sft_splits` as the recipes call it: self-distilling on the training device, and with a validation split
+    (and its answers) only when the Trainer evaluates or the probes run every N steps."""
+    evaluating = is_evaluating(training_args)
+    with on_training_device(model, training_args, enabled=self_distills(data_args)):
+        return build_sft_splits(
+            data_args,
+            taxonomy,
+            model,
+            tokenizer,
+            seed=training_args.seed,
+            distill_splits=("train", "validation") if evaluating else ("train",),
+            validation=evaluating or eval_args.probe_every_n_steps is not None,
+        )
+
+
 def run_sft(
     model_args: RefusalModelArguments,
     data_args: RefusalDataArguments,
@@ -129,18 +152,7 @@ def run_sft(
     timings = {"load_model_s": time.perf_counter() - t0}
 
     t = time.perf_counter()
-    # A validation split (and its answers) only matters when the Trainer evaluates or the probes run every N steps.
-    evaluating = is_evaluating(training_args)
-    with on_training_device(model, training_args, enabled=self_distills(data_args)):
-        splits = build_sft_splits(
-            data_args,
-            taxonomy,
-            model,
-            tokenizer,
-            seed=training_args.seed,
-            distill_splits=("train", "validation") if evaluating else ("train",),
-            validation=evaluating or eval_args.probe_every_n_steps is not None,
-        )
+    splits = build_recipe_splits(data_args, eval_args, training_args, taxonomy, model, tokenizer)
     timings["data_s"] = time.perf_counter() - t
 
     _, peft_model = add_tokens_and_peft(model, tokenizer, taxonomy, model_args, main, seed=training_args.seed)
