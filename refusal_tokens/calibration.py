@@ -310,7 +310,12 @@ def calibration_report(
     if targets.max_over_refusal is not None:
         error["over_refusal"] = on_held["over_refusal"] - targets.max_over_refusal
         goals["over_refusal"] = targets.max_over_refusal
-    held_n = {c: int((truth[held] == j).sum()) for j, c in enumerate(["respond"] + taxonomy.names)}
+    labels = ["respond"] + taxonomy.names
+    support = {
+        name: {c: int((truth[part] == j).sum()) for j, c in enumerate(labels)}
+        for name, part in (("calibration", cal), ("held_out", held))
+    }
+    held_n = support["held_out"]
     # How far a held-out rate may land from its target by chance alone (binomial standard error at the target).
     sampling_error = {}
     for k, t in goals.items():
@@ -328,10 +333,7 @@ def calibration_report(
         "error": error,
         "sampling_error": sampling_error,
         "leakage": cross_category_leakage(probs[held], truth[held], settings, taxonomy),
-        "support": {
-            "calibration": {c: int((truth[cal] == j).sum()) for j, c in enumerate(["respond"] + taxonomy.names)},
-            "held_out": held_n,
-        },
+        "support": support,
     }
 
 
