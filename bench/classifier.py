@@ -96,21 +96,24 @@ def main() -> None:
         throughput[name] = len(xs) / (time.perf_counter() - t)
         result["xstest"][name] = binary_scores(out.refused, gold)
 
-    # The same approach retrained on labelled data (what `refusal-tokens train-classifier --data` does): k-fold.
+    # The same approach retrained on labelled data (what `refusal-tokens train-classifier --data` does): k-fold,
+    # folds split by prompt (XSTest answers each prompt with 5 models; a fold holding one of them would leak).
     feats = pair_features(emb, prompts, responses)
+    prompt_ids: dict[str, int] = {}
+    pid = torch.tensor([prompt_ids.setdefault(p, len(prompt_ids)) for p in prompts])
     g = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(xs), generator=g)
+    fold_of_prompt = torch.empty(len(prompt_ids), dtype=torch.long)
+    fold_of_prompt[torch.randperm(len(prompt_ids), generator=g)] = torch.arange(len(prompt_ids)) % args.folds
+    fold = fold_of_prompt[pid]
     pred = [False] * len(xs)
     for k in range(args.folds):
-        test_idx = order[k :: args.folds]
-        train_mask = torch.ones(len(xs), dtype=torch.bool)
-        train_mask[test_idx] = False
-        train_idx = train_mask.nonzero().squeeze(1)
+        test_idx = (fold == k).nonzero().squeeze(1)
+        train_idx = (fold != k).nonzero().squeeze(1)
         labels = ["privacy" if gold[i] else "respond" for i in train_idx.tolist()]  # binary: any category
         head = train_embedding_head(feats[train_idx], labels, "cannot-should-not")
         for i, s in zip(test_idx.tolist(), head.scores(feats[test_idx])):
             pred[i] = bool(s[0] < 0.5)
-    result["xstest"][f"embedding, head retrained on XSTest ({args.folds}-fold)"] = binary_scores(pred, gold)
+    result["xstest"][f"embedding, head retrained on XSTest ({args.folds}-fold by prompt)"] = binary_scores(pred, gold)
 
     # CoCoNot categories from prompts
     coconot = os.path.join(args.data, "coconot", "coconot_eval.jsonl")

@@ -3,11 +3,11 @@
 One interface, several backends:
 
 - `KeywordRefusalClassifier`: refusal phrases plus category cue words; fast, transparent, a floor and a fallback.
-- `EmbeddingRefusalClassifier`: all-MiniLM-L6-v2 sentence embeddings of prompt, response and the response's first
-  sentence + logistic-regression heads ("Cannot or Should Not?" found this cheap and comparable to large LLMs): a
-  refuse-vs-comply gate and a multinomial head over the categories. A head trained by this project on its synthetic
-  refusals ships in the package; `train_embedding_head` (or `refusal-tokens train-classifier`) retrains on your
-  labels.
+- `EmbeddingRefusalClassifier`: all-MiniLM-L6-v2 sentence embeddings of the prompt and of the response's sentences,
+  plus the keyword rule's refusal-phrase flag, + logistic-regression heads ("Cannot or Should Not?" found this cheap
+  and comparable to large LLMs): a refuse-vs-comply gate and a multinomial head over the categories. A head trained
+  by this project on its synthetic refusals ships in the package; `train_embedding_head` (or `refusal-tokens
+  train-classifier`) retrains on your labels.
 - `HFRefusalClassifier`: any Hugging Face sequence-classification checkpoint, through a label map (the published
   refusal classifiers' labels such as `[Should Not Do] Privacy` map onto `cannot-should-not` by default).
 - `CallableRefusalClassifier`: any function `(prompts, responses) -> labels`.
@@ -229,7 +229,7 @@ class SentenceEmbedder:
         path (`str`, *optional*): Model folder or hub id; defaults to the packaged all-MiniLM-L6-v2.
         device (`str`, *optional*): Defaults to CUDA when available.
         max_length (`int`, *optional*, defaults to 128): Tokens per text (MiniLM was trained on 128; a refusal
-            shows early in a response, and its first sentence is embedded on its own too).
+            shows early in a response, and `pair_features` embeds a response sentence by sentence).
     """
 
     def __init__(self, path: str | None = None, device: str | None = None, max_length: int = 128) -> None:
@@ -265,29 +265,71 @@ class SentenceEmbedder:
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 
-PAIR_FEATURES = ("prompt", "response", "first_sentence")
-"""The embeddings `pair_features` concatenates, in order (stored in every head, checked on load)."""
+PAIR_FEATURES = ("prompt", "first_sentence", "sentence_mean", "refusal_phrase")
+"""The blocks `pair_features` concatenates, in order (stored in every head, checked on load): three embeddings of
+the encoder's size, then one 0/1 column."""
+
+GATE_FEATURES = ("first_sentence", "sentence_mean", "refusal_phrase")
+"""The blocks the refuse-vs-comply gate sees. Not the prompt: whether a response refuses is in the response, and a
+gate that also saw the prompt learned "harmful prompt, so refusal" from synthetic data and missed compliant answers
+to harmful prompts (XSTest: 0.896 with the prompt, 0.902 without)."""
+
+MAX_SENTENCES = 16
+"""Sentences of a response that are embedded (a refusal shows in its opening; the cap bounds the cost of long
+answers)."""
+
+
+def sentences(text: str, max_sentences: int = MAX_SENTENCES) -> list[str]:
+    """The first `max_sentences` sentences (or lines) of `text`; the whole text when it has no sentence break."""
+    parts = [part.strip() for part in _SENTENCE_BREAK.split(text) if part.strip()]
+    return (parts or [text])[:max_sentences]
 
 
 def first_sentence(text: str) -> str:
     """The opening sentence of a response, where refusals usually show ("I'm sorry, but I can't ...")."""
-    for part in _SENTENCE_BREAK.split(text):
-        if part.strip():
-            return part.strip()
-    return text
+    return sentences(text, 1)[0]
+
+
+def feature_slices(n_columns: int) -> dict[str, slice]:
+    """Column range of each `PAIR_FEATURES` block in a feature matrix with `n_columns` columns."""
+    dim, rest = divmod(n_columns - 1, 3)
+    if rest or dim < 1:
+        raise ValueError(
+            f"{n_columns} feature columns do not fit the pair-feature layout {PAIR_FEATURES} (3 embeddings of one "
+            "size + 1): compute them with `pair_features`, or pass gate_features=None for features of your own."
+        )
+    return {
+        "prompt": slice(0, dim),
+        "first_sentence": slice(dim, 2 * dim),
+        "sentence_mean": slice(2 * dim, 3 * dim),
+        "refusal_phrase": slice(3 * dim, 3 * dim + 1),
+    }
 
 
 def pair_features(embedder: SentenceEmbedder, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
-    """Features of a pair: the embeddings of the prompt (which category), the response and its first sentence.
+    """Features of a pair: the `PAIR_FEATURES` blocks, `(n, 3 * dim + 1)`.
 
-    The first sentence is embedded on its own because the mean embedding of a long answer dilutes a refusal that
-    only its opening states (on XSTest, a head over prompt + response + first sentence reaches 0.82 accuracy from
-    synthetic data alone, against 0.76 over prompt + response).
+    - `prompt`: the prompt's embedding (which category);
+    - `first_sentence`: the response's first sentence, where refusals usually show;
+    - `sentence_mean`: the mean embedding of its first `MAX_SENTENCES` sentences, each embedded on its own: one
+      embedding of a whole long answer dilutes a refusal stated in one of its sentences, and sentences fit the
+      encoder's 128 tokens where whole answers do not;
+    - `refusal_phrase`: 1 when the keyword rule (`is_refusal_text`) finds a refusal phrase in the opening, else 0.
+
+    On XSTest, heads trained on this project's synthetic data alone reach 0.90 refusal-detection accuracy with these
+    features, against 0.83 with embeddings of prompt, whole response and first sentence (BENCHMARKS.md).
     """
     responses = list(responses)
-    return torch.cat(
-        [embedder(list(prompts)), embedder(responses), embedder([first_sentence(r) for r in responses])], dim=1
-    )
+    if len(responses) != len(prompts):
+        raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses.")
+    split = [sentences(r) for r in responses]
+    owner = torch.tensor([i for i, parts in enumerate(split) for _ in parts], dtype=torch.long)
+    embedded = embedder([part for parts in split for part in parts])
+    counts = torch.tensor([len(parts) for parts in split], dtype=embedded.dtype).unsqueeze(1)
+    mean = torch.zeros(len(split), embedded.shape[1], dtype=embedded.dtype).index_add_(0, owner, embedded) / counts
+    first = embedded[torch.cumsum(counts.squeeze(1).long(), 0) - counts.squeeze(1).long()]
+    phrase = torch.tensor([[float(is_refusal_text(r))] for r in responses], dtype=embedded.dtype)
+    return torch.cat([embedder(list(prompts)), first, mean, phrase], dim=1)
 
 
 @dataclass
@@ -297,7 +339,8 @@ class LinearHead:
     A binary *gate* (refuse vs comply) and a multinomial head over the refusal categories: p(respond) =
     1 - p(refuse), p(category c) = p(refuse) * p(c | refuse). The gate sees every row and the category head only
     refusals, so neither is swamped by the other's class balance (one flat softmax over respond + 15 categories
-    gave respond a 1/16 prior and missed half of XSTest's refusals).
+    gave respond a 1/16 prior and missed half of XSTest's refusals). The gate's weight is zero on the blocks it
+    does not see (`GATE_FEATURES`: not the prompt).
     """
 
     weight: torch.Tensor  # (C, D): categories, given a refusal
@@ -398,6 +441,7 @@ def train_embedding_head(
     l2: float = 1e-4,
     steps: int = 300,
     class_weight: str | None = "balanced",
+    gate_features: Sequence[str] | None = GATE_FEATURES,
     info: Mapping[str, Any] | None = None,
 ) -> LinearHead:
     """Fit the head on pair features: the refuse-vs-comply gate on all rows, the category head on the refusals.
@@ -410,6 +454,9 @@ def train_embedding_head(
         steps (`int`, *optional*, defaults to 300): L-BFGS iterations per part.
         class_weight (`str`, *optional*, defaults to `"balanced"`): Weight classes inversely to their frequency
             (refuse vs comply in the gate, categories in the category head), or `None`.
+        gate_features (`Sequence[str]`, *optional*, defaults to `GATE_FEATURES`): The `PAIR_FEATURES` blocks the
+            refuse-vs-comply gate sees (the category head sees all); `None` lets it see every column, for features
+            not computed by `pair_features`.
         info (`Mapping`, *optional*): Stored in the head's metadata (data, sizes).
 
     Example:
@@ -432,20 +479,32 @@ def train_embedding_head(
             f"gate; got {int(refused.sum())} refusals of {len(y)} rows."
         )
     x = features.float()
+    gate_cols = torch.ones(x.shape[1], dtype=torch.bool)
+    if gate_features is not None:
+        slices = feature_slices(x.shape[1])
+        unknown = [f for f in gate_features if f not in slices]
+        if unknown:
+            raise ValueError(f"gate_features {unknown} are not pair-feature blocks; choose from {PAIR_FEATURES}.")
+        gate_cols[:] = False
+        for f in gate_features:
+            gate_cols[slices[f]] = True
     gate_y = refused.long()
-    gw, gb = _fit_logistic(x, gate_y, 2, _balanced(gate_y, 2, class_weight), l2, steps)
+    gw_sub, gb = _fit_logistic(x[:, gate_cols], gate_y, 2, _balanced(gate_y, 2, class_weight), l2, steps)
+    # columns the gate does not see keep a zero weight, so scoring needs no knowledge of the gate's blocks
+    gw = torch.zeros(2, x.shape[1]).masked_scatter_(gate_cols.expand(2, -1), gw_sub)
     k = len(taxonomy)
     cat_y = y[refused] - 1
     w, b = _fit_logistic(x[refused], cat_y, k, _balanced(cat_y, k, class_weight), l2, steps)
     counts = torch.bincount(y, minlength=len(columns)).tolist()
     meta = dict(info or {})
     meta.update(n=len(y), l2=l2, class_counts=dict(zip(columns, counts)))
+    meta["gate_features"] = list(gate_features) if gate_features is not None else "all columns"
     # two-class softmax == sigmoid of the logit difference
     return LinearHead(w, b, gw[1] - gw[0], (gb[1] - gb[0]).reshape(1), columns, taxonomy.to_dict(), meta)
 
 
 class EmbeddingRefusalClassifier(RefusalClassifier):
-    """Sentence embeddings of prompt, response and its first sentence + a `LinearHead` (gate and category head).
+    """`pair_features` (embeddings of the prompt and the response's sentences, a refusal-phrase flag) + a `LinearHead`.
 
     Args:
         head (`str` or `LinearHead`, *optional*): A head file (`.safetensors`) or object; defaults to the head this

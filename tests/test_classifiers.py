@@ -13,8 +13,11 @@ from refusal_tokens.classifiers import (
     HFRefusalClassifier,
     KeywordRefusalClassifier,
     LinearHead,
+    feature_slices,
     get_classifier,
+    pair_features,
     paper_label_map,
+    sentences,
     shipped_heads,
     train_embedding_head,
 )
@@ -122,7 +125,7 @@ def test_linear_head_gate_decides_refusal_then_category(tmp_path):
         x[i, 0] += 2.0 if j else -2.0
         if j:
             x[i, j] += 2.0
-    head = train_embedding_head(x, labels, "coconot")
+    head = train_embedding_head(x, labels, "coconot", gate_features=None)
     scores = head.scores(x)
     torch.testing.assert_close(scores.sum(1), torch.ones(600))
     # many more compliant rows than any one category, yet the gate is not biased towards respond
@@ -142,6 +145,59 @@ def test_linear_head_gate_decides_refusal_then_category(tmp_path):
     )
     with pytest.raises(ValueError, match="Retrain it with `refusal-tokens train-classifier`"):
         LinearHead.load(str(tmp_path / "old.safetensors"))
+
+
+class _BagOfLettersEmbedder:
+    """A stand-in encoder: letter counts, L2-normalised (enough to tell texts apart, no model needed)."""
+
+    def __call__(self, texts):
+        out = torch.zeros(len(texts), 26)
+        for i, t in enumerate(texts):
+            for ch in t.lower():
+                if "a" <= ch <= "z":
+                    out[i, ord(ch) - 97] += 1
+        return torch.nn.functional.normalize(out, dim=-1)
+
+
+def test_pair_features_embed_sentences_and_flag_refusal_phrases():
+    emb = _BagOfLettersEmbedder()
+    prompts = ["Where does Ann live?", "Explain tides.", ""]
+    responses = [
+        "I'm sorry, but I can't share that. It is private.\nAsk her instead!",
+        "Tides follow the moon. The sun matters too.",
+        "",
+    ]
+    x = pair_features(emb, prompts, responses)
+    blocks = feature_slices(x.shape[1])
+    assert x.shape == (3, 3 * 26 + 1)
+    torch.testing.assert_close(x[:, blocks["prompt"]], emb(prompts))
+    assert sentences(responses[0]) == ["I'm sorry, but I can't share that.", "It is private.", "Ask her instead!"]
+    torch.testing.assert_close(x[0, blocks["first_sentence"]], emb(["I'm sorry, but I can't share that."])[0])
+    torch.testing.assert_close(x[1, blocks["sentence_mean"]], emb(sentences(responses[1])).mean(0))
+    assert x[:, blocks["refusal_phrase"]].squeeze(1).tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="got 3 prompts but 2 responses"):
+        pair_features(emb, prompts, responses[:2])
+    with pytest.raises(ValueError, match="do not fit the pair-feature layout"):
+        feature_slices(8)
+
+
+def test_gate_sees_the_response_not_the_prompt():
+    # The prompt block alone separates the labels here; the gate must still decide from the response's blocks.
+    g = torch.Generator().manual_seed(0)
+    n, dim = 400, 4
+    refuse = torch.arange(n) % 2 == 0
+    x = torch.randn(n, 3 * dim + 1, generator=g) * 0.1
+    x[:, 0] += torch.where(refuse, 3.0, -3.0)  # prompt block
+    x[:, 3 * dim] = refuse.float()  # refusal_phrase
+    labels = ["privacy" if r else "respond" for r in refuse.tolist()]
+    head = train_embedding_head(x, labels, "cannot-should-not")
+    blocks = feature_slices(x.shape[1])
+    assert head.gate_weight[blocks["prompt"]].abs().sum() == 0
+    assert head.gate_weight[blocks["refusal_phrase"]].item() > 0
+    assert head.info["gate_features"] == ["first_sentence", "sentence_mean", "refusal_phrase"]
+    assert ((head.scores(x)[:, 0] < 0.5) == refuse).all()
+    with pytest.raises(ValueError, match=r"gate_features \['tone'\] are not pair-feature blocks"):
+        train_embedding_head(x, labels, "cannot-should-not", gate_features=["tone"])
 
 
 @needs_minilm
