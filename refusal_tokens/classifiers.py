@@ -397,7 +397,10 @@ class LinearHead:
             )
         features = tuple(json.loads(meta["features"]))
         if features != PAIR_FEATURES:
-            raise ValueError(f"{path}: head trained on {features} features; this version computes {PAIR_FEATURES}.")
+            raise ValueError(
+                f"{path}: head trained on {features} features; this version computes {PAIR_FEATURES}. Retrain it "
+                "with `refusal-tokens train-classifier` (the shipped heads are retrained with each feature change)."
+            )
         return cls(
             tensors["weight"],
             tensors["bias"],

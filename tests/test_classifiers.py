@@ -145,6 +145,11 @@ def test_linear_head_gate_decides_refusal_then_category(tmp_path):
     )
     with pytest.raises(ValueError, match="Retrain it with `refusal-tokens train-classifier`"):
         LinearHead.load(str(tmp_path / "old.safetensors"))
+    # a head of an earlier feature layout (session 3: prompt, whole response, first sentence) is refused on load
+    head.features = ("prompt", "response", "first_sentence")
+    head.save(str(tmp_path / "s3.safetensors"))
+    with pytest.raises(ValueError, match="head trained on .*'response'.* features.*Retrain it"):
+        LinearHead.load(str(tmp_path / "s3.safetensors"))
 
 
 class _BagOfLettersEmbedder:
