@@ -280,7 +280,7 @@ answers)."""
 
 
 def sentences(text: str, max_sentences: int = MAX_SENTENCES) -> list[str]:
-    """The first `max_sentences` sentences (or lines) of `text`; the whole text when it has no sentence break."""
+    """The first `max_sentences` sentences (or lines) of `text`, stripped; `[text]` when `text` is blank."""
     parts = [part.strip() for part in _SENTENCE_BREAK.split(text) if part.strip()]
     return (parts or [text])[:max_sentences]
 
