@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .settings import RefusalSettings
+from .settings import RULES, RefusalSettings
 from .taxonomy import RefusalTaxonomy
 
 
@@ -48,8 +48,6 @@ class CalibrationTargets:
     rule: str = "passing"
 
     def __post_init__(self) -> None:
-        from .settings import RULES
-
         if self.rule not in RULES:
             raise ValueError(f"rule={self.rule!r} is not one of {RULES}.")
         self.refusal_rates = dict(self.refusal_rates or {})

@@ -323,11 +323,12 @@ def pair_features(embedder: SentenceEmbedder, prompts: Sequence[str], responses:
     if len(responses) != len(prompts):
         raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses.")
     split = [sentences(r) for r in responses]
-    owner = torch.tensor([i for i, parts in enumerate(split) for _ in parts], dtype=torch.long)
+    counts = torch.tensor([len(parts) for parts in split])
     embedded = embedder([part for parts in split for part in parts])
-    counts = torch.tensor([len(parts) for parts in split], dtype=embedded.dtype).unsqueeze(1)
-    mean = torch.zeros(len(split), embedded.shape[1], dtype=embedded.dtype).index_add_(0, owner, embedded) / counts
-    first = embedded[torch.cumsum(counts.squeeze(1).long(), 0) - counts.squeeze(1).long()]
+    owner = torch.repeat_interleave(torch.arange(len(split)), counts)
+    mean = torch.zeros(len(split), embedded.shape[1], dtype=embedded.dtype).index_add_(0, owner, embedded)
+    mean /= counts.unsqueeze(1).to(embedded.dtype)
+    first = embedded[torch.cumsum(counts, 0) - counts]
     phrase = torch.tensor([[float(is_refusal_text(r))] for r in responses], dtype=embedded.dtype)
     return torch.cat([embedder(list(prompts)), first, mean, phrase], dim=1)
 
