@@ -81,8 +81,11 @@ def main() -> None:
         runs = [calibration_report(probs, truth, taxonomy, targets, seed=s) for s in args.seeds]
         result["runs"][name] = runs
 
-    print("| targets | category | target | held-out achieved (mean over seeds) | abs error | max leak to others |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| targets | category | target | held-out achieved (mean over seeds) | abs error | max leak to others "
+        "| max token leak |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, runs in result["runs"].items():
         spec = TARGETS[name]
         keys = list(spec.get("refusal_rates", {})) + (["over_refusal"] if "max_over_refusal" in spec else [])
@@ -90,15 +93,16 @@ def main() -> None:
             target = spec["refusal_rates"][k] if k != "over_refusal" else spec["max_over_refusal"]
             got = sum(r["held_out"][k] for r in runs) / len(runs)
             err = sum(abs(r["held_out"][k] - target) for r in runs) / len(runs)
-            leak = (
-                sum(r["leakage"][k]["max_other_change"] for r in runs) / len(runs) if k in runs[0]["leakage"] else None
-            )
-            leak_s = f"{leak:.3f}" if leak is not None else "-"
+            leaks = [
+                sum(r["leakage"][k][m] for r in runs) / len(runs) if k in runs[0]["leakage"] else None
+                for m in ("max_other_change", "max_other_token_change")
+            ]
+            leak_s = " | ".join(f"{v:.3f}" if v is not None else "-" for v in leaks)
             print(f"| {name} | {k} | {target:.2f} | {got:.3f} | {err:.3f} | {leak_s} |")
         if "max_over_refusal" in spec:
             for c in taxonomy.names:
                 got = sum(r["held_out"][c] for r in runs) / len(runs)
-                print(f"| {name} | {c} (refused within the ceiling) | - | {got:.3f} | - | - |")
+                print(f"| {name} | {c} (refused within the ceiling) | - | {got:.3f} | - | - | - |")
     write_results(args.out, result)
 
 

@@ -249,12 +249,17 @@ def cross_category_leakage(
 
     For each category c, its threshold is moved so that its own refusal rate changes by about `shift` (up, or down
     where it cannot go up); the result is, per c, the largest absolute change of another category's refusal rate
-    and of over-refusal.
+    (on that category's labelled prompts: what a user sees, and where the model's confusion of categories shows),
+    of over-refusal, and of another category's *token* rate (the share of all prompts answered with that token: the
+    decision rule's own coupling, exactly 0 under `rule="top"`, where a prompt only answers to the threshold of its
+    most probable category).
 
     Returns:
-        `dict` mapping each category to `{"own_change", "max_other_change", "over_refusal_change"}`.
+        `dict` mapping each category to `{"own_change", "max_other_change", "over_refusal_change",
+        "max_other_token_change"}`.
     """
     base = refusal_rates(probs, truth, settings, taxonomy)
+    base_tokens = _token_rates(probs, settings, taxonomy)
     values = dict(zip(taxonomy.names, settings.resolve(taxonomy)))
     out = {}
     for j, c in enumerate(taxonomy.names, start=1):
@@ -265,12 +270,21 @@ def cross_category_leakage(
         moved = RefusalSettings(categories={**values, c: _threshold_for_share(own, target)}, rule=settings.rule)
         after = refusal_rates(probs, truth, moved, taxonomy)
         others = [abs(after[o] - base[o]) for o in taxonomy.names if o != c and not math.isnan(base[o])]
+        tokens = (_token_rates(probs, moved, taxonomy) - base_tokens).abs()
+        tokens[j - 1] = 0.0
         out[c] = {
             "own_change": after[c] - base[c],
             "max_other_change": max(others) if others else 0.0,
             "over_refusal_change": after["over_refusal"] - base["over_refusal"],
+            "max_other_token_change": tokens.max().item(),
         }
     return out
+
+
+def _token_rates(probs: torch.Tensor, settings: RefusalSettings, taxonomy: RefusalTaxonomy) -> torch.Tensor:
+    """Share of all prompts answered with each category's token, `(len(taxonomy),)`."""
+    decided = settings.decide(probs, taxonomy)
+    return torch.bincount(decided, minlength=len(taxonomy) + 1)[1:].float() / max(len(decided), 1)
 
 
 def split_halves(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -419,7 +433,7 @@ def format_calibration_report(report: dict[str, Any]) -> str:
     """Achieved vs target per category (calibration half and held-out half) and leakage, as aligned text."""
     head = (
         f"{'category':<22} {'target':>8} {'threshold':>10} {'calib.':>8} {'held-out':>9} {'n held':>7} "
-        f"{'s.e.':>6} {'max leak':>9}"
+        f"{'s.e.':>6} {'max leak':>9} {'token leak':>11}"
     )
     lines = [head, "-" * len(head)]
     targets = report["targets"]["refusal_rates"]
@@ -431,10 +445,11 @@ def format_calibration_report(report: dict[str, Any]) -> str:
 
     for c, tau in report["settings"]["categories"].items():
         target = f"{targets[c]:.3f}" if c in targets else "-"
-        leak = report["leakage"].get(c, {}).get("max_other_change", math.nan)
+        leak = report["leakage"].get(c, {})
         lines.append(
             f"{c:<22} {target:>8} {tau:>10.4f} {report['calibration'][c]:>8.3f} {report['held_out'][c]:>9.3f} "
-            f"{n_held.get(c, 0):>7d} {fmt_se(c):>6} {leak:>9.3f}"
+            f"{n_held.get(c, 0):>7d} {fmt_se(c):>6} {leak.get('max_other_change', math.nan):>9.3f} "
+            f"{leak.get('max_other_token_change', math.nan):>11.3f}"
         )
     ceiling = report["targets"]["max_over_refusal"]
     lines.append(
@@ -445,5 +460,9 @@ def format_calibration_report(report: dict[str, Any]) -> str:
     rule = report["targets"].get("rule", "passing")
     lines.append(
         f"rule: {rule}; s.e.: binomial standard error of a held-out rate at its target (how far it may land by chance)"
+    )
+    lines.append(
+        "max leak: largest move of another category's refusal rate (its labelled prompts) when this threshold moves "
+        "the category's own rate by 10 points; token leak: the same for another token's share of all prompts"
     )
     return "\n".join(lines)

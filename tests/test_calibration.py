@@ -113,6 +113,21 @@ def test_top_rule_does_not_leak_when_every_prompt_tops_its_own_category():
     assert top["incomplete"]["max_other_change"] == 0.0
 
 
+def test_token_leak_is_zero_under_top_even_when_the_model_confuses_categories():
+    # Indeterminate prompts that the model files under incomplete: moving incomplete's threshold changes their
+    # refusal rate under both rules (the model's confusion), but under "top" no other token's share moves.
+    own = torch.linspace(0.05, 0.95, 50)
+    inc = torch.stack([1 - own, own] + [torch.zeros(50)] * 4, dim=1)
+    ind = torch.stack([1 - own * 0.6, own * 0.5, own * 0.1] + [torch.zeros(50)] * 3, dim=1)
+    probs, truth = torch.cat([inc, ind]), torch.tensor([1] * 50 + [2] * 50)
+    tau = {"incomplete": 0.5, "indeterminate": 0.02}
+    passing = cross_category_leakage(probs, truth, RefusalSettings(categories=tau), TAX)
+    top = cross_category_leakage(probs, truth, RefusalSettings(categories=tau, rule="top"), TAX)
+    assert top["incomplete"]["max_other_change"] > 0.05  # labelled leak: the confused prompts
+    assert top["incomplete"]["max_other_token_change"] == 0.0
+    assert passing["incomplete"]["max_other_token_change"] > 0.05  # they switch from one token to the other
+
+
 def test_bad_targets_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="refusal_rates per category, max_over_refusal, or both"):
         CalibrationTargets()
