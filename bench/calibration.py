@@ -20,7 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 from coconot import DATA, load_rows  # noqa: E402
-from results_io import write_results  # noqa: E402
+from results_io import default_device, write_results  # noqa: E402
 
 TARGETS = {
     "rate 0.5 each": {"refusal_rates": dict.fromkeys(("incomplete", "indeterminate", "unsupported", "humanizing",
@@ -66,7 +66,7 @@ def main() -> None:
     else:
         rows = load_rows(args.data, None)
         model, tok = load_refusal_model(args.model)
-        model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model.to(args.device or default_device())
         taxonomy = load_taxonomy(tok)
         probs = first_token_probabilities(model, tok, [r["prompt"] for r in rows])
         labels = ["respond"] + taxonomy.names

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from results_io import write_results  # noqa: E402
+from results_io import default_device, write_results  # noqa: E402
 
 HERE = os.path.dirname(__file__)
 SHARED = os.path.join(HERE, "..", "..", "shared", "data")
@@ -76,7 +76,7 @@ def main() -> None:
         train_embedding_head,
     )
 
-    result: dict = {"device": "cuda" if torch.cuda.is_available() else "cpu", "torch_threads": torch.get_num_threads()}
+    result: dict = {"device": default_device(), "torch_threads": torch.get_num_threads()}
     xs = xstest_rows(xs_path)
     prompts, responses, gold = [r["prompt"] for r in xs], [r["response"] for r in xs], [r["refusal"] for r in xs]
     result["xstest"] = {"string match (dataset's strmatch_label)": binary_scores([r["strmatch"] for r in xs], gold)}

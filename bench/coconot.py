@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from results_io import write_results  # noqa: E402
+from results_io import default_device, write_results  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "coconot")
 CATEGORIES = {
@@ -85,7 +85,7 @@ def main() -> None:
     from refusal_tokens.keywords import is_refusal_text
     from refusal_tokens.models import load_model_and_tokenizer, load_refusal_model
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     rows = load_rows(args.data, args.limit)
     prompts = [r["prompt"] for r in rows]
     result: dict = {

@@ -36,7 +36,7 @@ from refusal_tokens import RefusalSettings, RefusalTokenIds, RefusalTokenLogitsP
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from results_io import write_results  # noqa: E402
+from results_io import default_device, write_results  # noqa: E402
 
 SMOLLM2_135M = {
     "vocab_size": 49152,
@@ -169,7 +169,7 @@ def run_batch(model, ids: RefusalTokenIds, batch: int, args: argparse.Namespace)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=default_device())
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32])
     parser.add_argument("--prompt-len", type=int, default=64)

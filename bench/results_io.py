@@ -1,4 +1,4 @@
-"""Shared by the bench scripts: write a run's figures as JSON (for `bench/results/`)."""
+"""Shared by the bench scripts: the default device, and writing a run's figures as JSON (for `bench/results/`)."""
 
 from __future__ import annotations
 
@@ -14,3 +14,10 @@ def write_results(path: str | None, result: Any) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
+
+
+def default_device() -> str:
+    """`cuda` when a GPU is visible, else `cpu`: where a bench runs when `--device` is not given."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

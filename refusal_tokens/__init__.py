@@ -8,7 +8,10 @@ from .classifiers import (
     HFRefusalClassifier,
     KeywordRefusalClassifier,
     RefusalClassifier,
+    SentenceEmbedder,
     get_classifier,
+    pair_features,
+    train_embedding_head,
 )
 from .config import RefusalDataArguments, RefusalEvalArguments, RefusalModelArguments, parse_recipe_args
 from .distill import generate_responses, self_distill_responses
@@ -62,6 +65,7 @@ __all__ = [
     "RefusalTaxonomy",
     "RefusalTokenIds",
     "RefusalTokenLogitsProcessor",
+    "SentenceEmbedder",
     "SyntheticCorpusConfig",
     "TaggingError",
     "add_refusal_tokens",
@@ -89,6 +93,7 @@ __all__ = [
     "load_taxonomy",
     "mix_datasets",
     "mix_streams",
+    "pair_features",
     "parse_generation",
     "parse_generations",
     "parse_recipe_args",
@@ -98,4 +103,5 @@ __all__ = [
     "self_distill_responses",
     "tag_dataset",
     "tag_example",
+    "train_embedding_head",
 ]
