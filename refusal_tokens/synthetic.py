@@ -70,7 +70,8 @@ def category_sources(
     automatically, and others through `category_sources`.
 
     Raises:
-        `ValueError`: naming a category with no source, or an unknown source name.
+        `ValueError`: naming a category with no source, an unknown source name, or a source given to two categories
+            (its prompts would be labelled with both).
     """
     mapping = dict(PRESET_SOURCES.get(taxonomy.name, {}))
     mapping = {k: v for k, v in mapping.items() if k in taxonomy}
@@ -90,6 +91,14 @@ def category_sources(
         for s in mapping[name]:
             if s not in SOURCES:
                 raise ValueError(f"category_sources[{name!r}]: unknown source {s!r}; known: {sorted(SOURCES)}.")
+    owner: dict[str, str] = {}
+    for name in taxonomy.names:
+        for s in mapping[name]:
+            if owner.setdefault(s, name) != name:
+                raise ValueError(
+                    f"category_sources: source {s!r} feeds both {owner[s]!r} and {name!r}, so its prompts would be "
+                    "labelled with both categories; give each category sources of its own."
+                )
     return {name: mapping[name] for name in taxonomy.names}
 
 

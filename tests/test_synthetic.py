@@ -74,6 +74,8 @@ def test_custom_taxonomy_maps_by_source_name_or_explicit_mapping():
     assert {r["refusal_label"] for r in splits["train"]} == {"privacy", "feelings", "respond"}
     with pytest.raises(ValueError, match="unknown source 'nope'"):
         category_sources(tax, {"feelings": ["nope"]})
+    with pytest.raises(ValueError, match="source 'privacy' feeds both 'privacy' and 'feelings'"):
+        category_sources(tax, {"feelings": ["missing_identity", "privacy"]})
 
 
 def test_sources_are_well_formed():
