@@ -82,10 +82,10 @@ def main() -> None:
         result["runs"][name] = runs
 
     print(
-        "| targets | category | target | held-out achieved (mean over seeds) | abs error | max leak to others "
-        "| max token leak |"
+        "| targets | category | target | held-out achieved (mean over seeds) | abs error | halves reaching it "
+        "| max leak to others | max token leak |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name, runs in result["runs"].items():
         spec = TARGETS[name]
         keys = list(spec.get("refusal_rates", {})) + (["over_refusal"] if "max_over_refusal" in spec else [])
@@ -98,11 +98,13 @@ def main() -> None:
                 for m in ("max_other_change", "max_other_token_change")
             ]
             leak_s = " | ".join(f"{v:.3f}" if v is not None else "-" for v in leaks)
-            print(f"| {name} | {k} | {target:.2f} | {got:.3f} | {err:.3f} | {leak_s} |")
+            # on its calibration half: a target the probabilities cannot give is not a sampling error
+            reached = sum(k not in r.get("unreached", {}) for r in runs)
+            print(f"| {name} | {k} | {target:.2f} | {got:.3f} | {err:.3f} | {reached}/{len(runs)} | {leak_s} |")
         if "max_over_refusal" in spec:
             for c in taxonomy.names:
                 got = sum(r["held_out"][c] for r in runs) / len(runs)
-                print(f"| {name} | {c} (refused within the ceiling) | - | {got:.3f} | - | - | - |")
+                print(f"| {name} | {c} (refused within the ceiling) | - | {got:.3f} | - | - | - | - |")
     write_results(args.out, result)
 
 

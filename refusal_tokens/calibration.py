@@ -308,7 +308,10 @@ def calibration_report(
         `dict` with `settings` (solved on the calibration half), `targets`, `calibration` and `held_out` refusal
         rates, per-category `error` (held-out achieved minus target, where a target exists), `sampling_error` (the
         binomial standard error of a held-out rate at its target, sqrt(t (1 - t) / n): an error much smaller than
-        this cannot be shown on so few prompts), `leakage` (on the held-out half) and the split sizes (`support`).
+        this cannot be shown on so few prompts), `unreached` (the targets, with the rate reached instead, that the
+        solved thresholds miss on the calibration half itself by more than 2 points or one prompt: the model cannot
+        give that rate, e.g. because other categories' thresholds decide these prompts; a held-out error there is
+        not sampling), `leakage` (on the held-out half) and the split sizes (`support`).
     """
     probs = probs.float().cpu()
     truth = truth.long().cpu()
@@ -333,6 +336,11 @@ def calibration_report(
     for k, t in goals.items():
         n = held_n["respond" if k == "over_refusal" else k]
         sampling_error[k] = math.sqrt(t * (1 - t) / n) if n else math.nan
+    cal_n = support["calibration"]
+    unreached = {}
+    for c, t in targets.refusal_rates.items():
+        if cal_n[c] and abs(on_cal[c] - t) > max(1 / cal_n[c], 0.02) + 1e-6:
+            unreached[c] = on_cal[c]
     return {
         "settings": settings.to_dict(),
         "targets": {
@@ -344,6 +352,7 @@ def calibration_report(
         "held_out": on_held,
         "error": error,
         "sampling_error": sampling_error,
+        "unreached": unreached,
         "leakage": cross_category_leakage(probs[held], truth[held], settings, taxonomy),
         "support": support,
     }
@@ -458,6 +467,11 @@ def format_calibration_report(report: dict[str, Any]) -> str:
         f"{n_held.get('respond', 0):>7d} {fmt_se('over_refusal'):>6}"
     )
     rule = report["targets"].get("rule", "passing")
+    for c, got in report.get("unreached", {}).items():
+        lines.append(
+            f"{c}: target {targets[c]:.3f} not reachable with these probabilities (calibration half: {got:.3f}): "
+            "other categories' thresholds or tied probabilities decide these prompts"
+        )
     lines.append(
         f"rule: {rule}; s.e.: binomial standard error of a held-out rate at its target (how far it may land by chance)"
     )

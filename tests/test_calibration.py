@@ -9,6 +9,7 @@ from refusal_tokens.calibration import (
     calibrate_thresholds,
     calibration_report,
     cross_category_leakage,
+    format_calibration_report,
     refusal_rates,
 )
 
@@ -83,6 +84,20 @@ def test_report_measures_on_the_other_half_and_leakage_is_small():
     for c, leak in report["leakage"].items():
         assert abs(leak["own_change"]) >= 0.05
         assert leak["max_other_change"] < 0.01, (c, leak)
+    assert report["unreached"] == {}
+
+
+def test_report_names_targets_the_probabilities_cannot_give():
+    # every indeterminate prompt has the same probabilities: its rate is 0 or 1, never 0.5
+    own = torch.linspace(0.05, 0.95, 100)
+    inc = torch.stack([1 - own, own] + [torch.zeros(100)] * 4, dim=1)
+    ind = torch.tensor([[0.3, 0.0, 0.7, 0.0, 0.0, 0.0]] * 100)
+    probs, truth = torch.cat([inc, ind]), torch.tensor([1] * 100 + [2] * 100)
+    targets = CalibrationTargets(refusal_rates={"incomplete": 0.5, "indeterminate": 0.5})
+    report = calibration_report(probs, truth, TAX, targets)
+    assert set(report["unreached"]) == {"indeterminate"}
+    assert report["unreached"]["indeterminate"] in (0.0, 1.0)
+    assert "indeterminate: target 0.500 not reachable" in format_calibration_report(report)
 
 
 def test_leakage_is_detected_when_categories_compete():
