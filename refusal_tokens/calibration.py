@@ -469,14 +469,14 @@ def format_calibration_report(report: dict[str, Any]) -> str:
     rule = report["targets"].get("rule", "passing")
     for c, got in report.get("unreached", {}).items():
         lines.append(
-            f"{c}: target {targets[c]:.3f} not reachable with these probabilities (calibration half: {got:.3f}): "
-            "other categories' thresholds or tied probabilities decide these prompts"
+            f"{c}: target {targets[c]:.3f} not reachable (calibration half: {got:.3f}); other categories' "
+            "thresholds or ties decide these prompts"
         )
     lines.append(
         f"rule: {rule}; s.e.: binomial standard error of a held-out rate at its target (how far it may land by chance)"
     )
     lines.append(
-        "max leak: largest move of another category's refusal rate (its labelled prompts) when this threshold moves "
-        "the category's own rate by 10 points; token leak: the same for another token's share of all prompts"
+        "max leak: largest move of another category's refusal rate (on its labelled prompts) when this threshold\n"
+        "moves the category's own rate by 10 points; token leak: the same for another token's share of all prompts"
     )
     return "\n".join(lines)
