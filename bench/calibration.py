@@ -6,6 +6,7 @@ target settings solves thresholds on a random half (`calibrate_thresholds`) and 
 
     python bench/calibration.py --model outputs/quickstart --out bench/results/calibration.json
     python bench/calibration.py --probabilities bench/results/calibration.json --rule top   # no model: saved scores
+    python bench/calibration.py --model outputs/quickstart --add-harmful --out bench/results/calibration_quickstart_large.json
 
 Prints Markdown tables for BENCHMARKS.md.
 """
@@ -33,6 +34,33 @@ TARGETS = {
 }  # fmt: skip
 
 
+def with_harmful_pools(rows: list[dict], shared: str, n_harmless: int) -> list[dict]:
+    """`rows` plus the shared harmful-request pools (safety_concerns) and harmless prompts (respond), deduplicated."""
+    import csv
+
+    def column(path: str, name: str) -> list[str]:
+        with open(os.path.join(shared, path), encoding="utf-8", newline="") as f:
+            return [r[name] for r in csv.DictReader(f)]
+
+    harmful = column("harmful_behaviors/harmbench_behaviors_text_all.csv", "Behavior")
+    harmful += column("harmful_behaviors/jailbreakbench_harmful_behaviors.csv", "Goal")
+    harmful += column("harmful_behaviors/strongreject_dataset.csv", "forbidden_prompt")
+    harmful += column("harmful_behaviors/simple_safety_tests.csv", "prompts_final")
+    for split in ("train", "val", "test"):
+        with open(os.path.join(shared, "refusal_direction", "splits", f"harmful_{split}.json"), encoding="utf-8") as f:
+            harmful += [r["instruction"] for r in json.load(f)]
+    with open(os.path.join(shared, "refusal_direction", "splits", "harmless_test.json"), encoding="utf-8") as f:
+        harmless = [r["instruction"] for r in json.load(f)][:n_harmless]
+    seen = {r["prompt"] for r in rows}
+    out = list(rows)
+    for prompts, category, should in ((harmful, "safety_concerns", True), (harmless, "respond", False)):
+        for p in prompts:
+            if p.strip() and p not in seen:
+                seen.add(p)
+                out.append({"prompt": p, "category": category, "should_refuse": should})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="Recipe output_dir trained with the coconot taxonomy.")
@@ -43,6 +71,15 @@ def main() -> None:
     parser.add_argument("--data", default=DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Random halves to average over.")
     parser.add_argument("--device", default=None, help="Default: cuda when available, else cpu.")
+    parser.add_argument(
+        "--add-harmful",
+        action="store_true",
+        help="Also score the harmful-request pools of ../shared/data (HarmBench, JailbreakBench, StrongREJECT, "
+        "SimpleSafetyTests, refusal_direction's harmful splits) as safety_concerns and --harmless of "
+        "refusal_direction's harmless prompts as respond: about 1,000 prompts per half for that category and for "
+        "over-refusal, where CoCoNot alone has 200.",
+    )
+    parser.add_argument("--harmless", type=int, default=2000, help="Harmless prompts added with --add-harmful.")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if (args.model is None) == (args.probabilities is None):
@@ -65,6 +102,8 @@ def main() -> None:
         source = saved["model"]
     else:
         rows = load_rows(args.data, None)
+        if args.add_harmful:
+            rows = with_harmful_pools(rows, os.path.dirname(os.path.abspath(args.data)), args.harmless)
         model, tok = load_refusal_model(args.model)
         model.to(args.device or default_device())
         taxonomy = load_taxonomy(tok)
