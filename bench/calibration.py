@@ -6,7 +6,7 @@ target settings solves thresholds on a random half (`calibrate_thresholds`) and 
 
     python bench/calibration.py --model outputs/quickstart --out bench/results/calibration.json
     python bench/calibration.py --probabilities bench/results/calibration.json --rule top   # no model: saved scores
-    python bench/calibration.py --model outputs/quickstart --add-harmful --out bench/results/calibration_quickstart_large.json
+    python bench/calibration.py --model outputs/quickstart --add-harmful --out OUT.json  # + the harmful pools
 
 Prints Markdown tables for BENCHMARKS.md.
 """
