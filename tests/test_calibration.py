@@ -34,6 +34,15 @@ def _probs(n_per=200, seed=0):
     return torch.stack(rows), torch.tensor(truth)
 
 
+def _incomplete_spread_then(indeterminate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """As many incomplete prompts as `indeterminate` rows, their own probability spread over [0.05, 0.95], then the
+    given indeterminate rows: probabilities and truth."""
+    n = len(indeterminate)
+    own = torch.linspace(0.05, 0.95, n)
+    inc = torch.stack([1 - own, own] + [torch.zeros(n)] * 4, dim=1)
+    return torch.cat([inc, indeterminate]), torch.tensor([1] * n + [2] * n)
+
+
 @pytest.mark.parametrize("rule", ["passing", "top"])
 def test_target_rates_are_met_on_the_calibration_data(rule):
     probs, truth = _probs()
@@ -89,10 +98,7 @@ def test_report_measures_on_the_other_half_and_leakage_is_small():
 
 def test_report_names_targets_the_probabilities_cannot_give():
     # every indeterminate prompt has the same probabilities: its rate is 0 or 1, never 0.5
-    own = torch.linspace(0.05, 0.95, 100)
-    inc = torch.stack([1 - own, own] + [torch.zeros(100)] * 4, dim=1)
-    ind = torch.tensor([[0.3, 0.0, 0.7, 0.0, 0.0, 0.0]] * 100)
-    probs, truth = torch.cat([inc, ind]), torch.tensor([1] * 100 + [2] * 100)
+    probs, truth = _incomplete_spread_then(torch.tensor([[0.3, 0.0, 0.7, 0.0, 0.0, 0.0]] * 100))
     targets = CalibrationTargets(refusal_rates={"incomplete": 0.5, "indeterminate": 0.5})
     report = calibration_report(probs, truth, TAX, targets)
     assert set(report["unreached"]) == {"indeterminate"}
@@ -102,10 +108,7 @@ def test_report_names_targets_the_probabilities_cannot_give():
 
 def test_leakage_is_detected_when_categories_compete():
     # indeterminate prompts that put p=0.25 on `incomplete`: lowering incomplete's threshold makes them refuse
-    own = torch.linspace(0.05, 0.95, 50)
-    inc = torch.stack([1 - own, own] + [torch.zeros(50)] * 4, dim=1)
-    ind = torch.tensor([[0.65, 0.25, 0.1, 0.0, 0.0, 0.0]] * 50)
-    probs, truth = torch.cat([inc, ind]), torch.tensor([1] * 50 + [2] * 50)
+    probs, truth = _incomplete_spread_then(torch.tensor([[0.65, 0.25, 0.1, 0.0, 0.0, 0.0]] * 50))
     settings = RefusalSettings(categories={"incomplete": 0.3, "indeterminate": 0.3})
     leak = cross_category_leakage(probs, truth, settings, TAX)
     assert leak["incomplete"]["own_change"] == pytest.approx(0.1, abs=0.03)
@@ -116,10 +119,7 @@ def test_top_rule_does_not_leak_when_every_prompt_tops_its_own_category():
     # indeterminate prompts: own p=0.4 (below its 0.5 threshold), p=0.25 on incomplete. Lowering incomplete's
     # threshold below 0.25 makes the passing rule refuse them all as incomplete; under "top" they answer only to
     # indeterminate's threshold.
-    own = torch.linspace(0.05, 0.95, 50)
-    inc = torch.stack([1 - own, own] + [torch.zeros(50)] * 4, dim=1)
-    ind = torch.tensor([[0.35, 0.25, 0.4, 0.0, 0.0, 0.0]] * 50)
-    probs, truth = torch.cat([inc, ind]), torch.tensor([1] * 50 + [2] * 50)
+    probs, truth = _incomplete_spread_then(torch.tensor([[0.35, 0.25, 0.4, 0.0, 0.0, 0.0]] * 50))
     tau = {"incomplete": 0.3, "indeterminate": 0.5}
     passing = cross_category_leakage(probs, truth, RefusalSettings(categories=tau), TAX)
     top = cross_category_leakage(probs, truth, RefusalSettings(categories=tau, rule="top"), TAX)
@@ -132,9 +132,9 @@ def test_token_leak_is_zero_under_top_even_when_the_model_confuses_categories():
     # Indeterminate prompts that the model files under incomplete: moving incomplete's threshold changes their
     # refusal rate under both rules (the model's confusion), but under "top" no other token's share moves.
     own = torch.linspace(0.05, 0.95, 50)
-    inc = torch.stack([1 - own, own] + [torch.zeros(50)] * 4, dim=1)
-    ind = torch.stack([1 - own * 0.6, own * 0.5, own * 0.1] + [torch.zeros(50)] * 3, dim=1)
-    probs, truth = torch.cat([inc, ind]), torch.tensor([1] * 50 + [2] * 50)
+    probs, truth = _incomplete_spread_then(
+        torch.stack([1 - own * 0.6, own * 0.5, own * 0.1] + [torch.zeros(50)] * 3, 1)
+    )
     tau = {"incomplete": 0.5, "indeterminate": 0.02}
     passing = cross_category_leakage(probs, truth, RefusalSettings(categories=tau), TAX)
     top = cross_category_leakage(probs, truth, RefusalSettings(categories=tau, rule="top"), TAX)
