@@ -82,6 +82,7 @@ def category_sources(
         if name not in taxonomy:
             raise ValueError(f"category_sources: {name!r} is not a category of taxonomy {taxonomy.name!r}.")
         mapping[name] = tuple(sources)
+    owner: dict[str, str] = {}
     for name in taxonomy.names:
         if not mapping.get(name):
             raise ValueError(
@@ -91,9 +92,6 @@ def category_sources(
         for s in mapping[name]:
             if s not in SOURCES:
                 raise ValueError(f"category_sources[{name!r}]: unknown source {s!r}; known: {sorted(SOURCES)}.")
-    owner: dict[str, str] = {}
-    for name in taxonomy.names:
-        for s in mapping[name]:
             if owner.setdefault(s, name) != name:
                 raise ValueError(
                     f"category_sources: source {s!r} feeds both {owner[s]!r} and {name!r}, so its prompts would be "
