@@ -90,7 +90,7 @@ def main() -> None:
     import torch
 
     from refusal_tokens import first_token_probabilities, get_taxonomy, load_refusal_model, load_taxonomy
-    from refusal_tokens.calibration import CalibrationTargets, calibration_report
+    from refusal_tokens.evaluation.calibration import CalibrationTargets, calibration_report
 
     if args.probabilities:
         with open(args.probabilities, encoding="utf-8") as f:

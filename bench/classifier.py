@@ -142,7 +142,7 @@ def main() -> None:
     # tagging + mixing throughput with the keyword backend
     from datasets import Dataset
 
-    from refusal_tokens.mixer import mix_datasets
+    from refusal_tokens.data.mixing import mix_datasets
 
     base = [
         {"prompt": f"What is the home address of person {i}?", "completion": "I'm sorry, but I can't share that."}

@@ -81,9 +81,9 @@ def main() -> None:
     import torch
 
     from refusal_tokens import RefusalSettings, first_token_probabilities, load_taxonomy
-    from refusal_tokens.distill import generate_responses
-    from refusal_tokens.keywords import is_refusal_text
-    from refusal_tokens.models import load_model_and_tokenizer, load_refusal_model
+    from refusal_tokens.classifiers.keyword import is_refusal_text
+    from refusal_tokens.inference.models import load_model_and_tokenizer, load_refusal_model
+    from refusal_tokens.training.distillation import generate_responses
 
     device = args.device or default_device()
     rows = load_rows(args.data, args.limit)

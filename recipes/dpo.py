@@ -6,7 +6,9 @@ Every YAML key is a field of RefusalModelArguments, RefusalDataArguments, Refusa
 unknown keys are an error and command-line flags override the YAML.
 """
 
-from refusal_tokens.dpo import main
+import sys
+
+from refusal_tokens.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["dpo", *sys.argv[1:]]))

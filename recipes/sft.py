@@ -8,7 +8,9 @@ Every YAML key is a field of RefusalModelArguments, RefusalDataArguments, Refusa
 unknown keys are an error and command-line flags override the YAML (e.g. `--max_steps 10`).
 """
 
-from refusal_tokens.sft import main
+import sys
+
+from refusal_tokens.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["sft", *sys.argv[1:]]))

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import yaml
 
 from .taxonomy import BRANCHES, RefusalTaxonomy
+from .utils.io import atomic_write_text
 
 MODES = ("threshold", "scale")
 RULES = ("passing", "top")
@@ -167,8 +169,6 @@ class RefusalSettings:
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> RefusalSettings:
         """Load settings from a YAML or JSON file."""
-        import yaml
-
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
         try:
@@ -178,12 +178,8 @@ class RefusalSettings:
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the settings as YAML (`.yaml`/`.yml`) or JSON (any other suffix)."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            if str(path).endswith((".yaml", ".yml")):
-                import yaml
-
-                yaml.safe_dump(self.to_dict(), f, sort_keys=False)
-            else:
-                json.dump(self.to_dict(), f, indent=2)
-        return str(path)
+        if str(path).endswith((".yaml", ".yml")):
+            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        else:
+            text = json.dumps(self.to_dict(), indent=2)
+        return atomic_write_text(path, text)

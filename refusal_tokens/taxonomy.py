@@ -12,6 +12,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import yaml
+
+from .utils.io import atomic_write_text
+
 RESPOND_TOKEN = "[respond]"
 RESPOND_LABEL = "respond"
 BRANCHES = ("cannot", "should_not")
@@ -195,8 +199,6 @@ class RefusalTaxonomy:
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> RefusalTaxonomy:
         """Load a taxonomy from a YAML or JSON file (see `configs/taxonomies/` for examples)."""
-        import yaml
-
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)  # YAML is a superset of JSON
         try:
@@ -206,11 +208,7 @@ class RefusalTaxonomy:
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> str:
         """Write `refusal_taxonomy.json` into `save_directory` (next to a tokenizer, model or adapter)."""
-        os.makedirs(save_directory, exist_ok=True)
-        path = os.path.join(save_directory, TAXONOMY_FILE)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        return path
+        return atomic_write_text(os.path.join(save_directory, TAXONOMY_FILE), json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> RefusalTaxonomy:

@@ -12,7 +12,7 @@ import sys
 import trl
 from transformers import Trainer
 
-from refusal_tokens.sft import main
+from refusal_tokens.cli import main as cli_main
 
 seen: list[str] = []
 refusal_logs: list[dict] = []
@@ -39,7 +39,7 @@ Trainer.log = log
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    main(argv)
+    cli_main(["sft", *argv])
     from accelerate import PartialState
 
     rank = PartialState().process_index

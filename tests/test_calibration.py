@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from refusal_tokens import RefusalSettings, get_taxonomy
-from refusal_tokens.calibration import (
+from refusal_tokens.evaluation.calibration import (
     CalibrationTargets,
     calibrate_thresholds,
     calibration_report,
     cross_category_leakage,
     format_calibration_report,
-    refusal_rates,
 )
+from refusal_tokens.evaluation.metrics import refusal_rates
 
 TAX = get_taxonomy("coconot")
 

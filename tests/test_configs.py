@@ -7,8 +7,8 @@ import yaml
 from trl import SFTConfig
 
 from refusal_tokens import RefusalSettings, RefusalTaxonomy
-from refusal_tokens.calibration import CalibrationTargets
-from refusal_tokens.config import (
+from refusal_tokens.evaluation.calibration import CalibrationTargets
+from refusal_tokens.recipes.arguments import (
     RefusalDataArguments,
     RefusalEvalArguments,
     RefusalModelArguments,
@@ -89,15 +89,87 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
 
 def test_unknown_flag_is_an_error_and_flags_override_yaml(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("output_dir: out\ntaxonomy: coconot\nmax_steps: 5\nlora_r: 4\nbf16: false\nuse_cpu: true\n")
+    cfg.write_text(
+        "model_name_or_path: builtin:tiny-random\noutput_dir: out\ntaxonomy: coconot\nmax_steps: 5\nlora_r: 4\n"
+        "bf16: false\nuse_cpu: true\n"
+    )
     with pytest.raises(ValueError, match="--no_such_flag"):
         parse_recipe_args(SFT_TYPES, ["--config", str(cfg), "--no_such_flag", "1"])
+    with pytest.raises(ValueError, match=r"'--max_step' \(did you mean 'max_steps'\?\)"):
+        parse_recipe_args(SFT_TYPES, ["--config", str(cfg), "--max_step", "1"])
     m, d, _, t = parse_recipe_args(SFT_TYPES, ["--config", str(cfg), "--max_steps", "7", "--taxonomy", "single"])
     assert (t.max_steps, d.taxonomy, m.lora_r) == (7, "single", 4)
 
 
 def test_bad_values_name_the_field(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("output_dir: out\nresponses: human\nbf16: false\nuse_cpu: true\n")
+    cfg.write_text("model_name_or_path: m\noutput_dir: out\nresponses: human\nbf16: false\nuse_cpu: true\n")
     with pytest.raises(ValueError, match="responses"):
         parse_recipe_args(SFT_TYPES, ["--config", str(cfg)])
+
+
+def test_missing_model_and_duplicate_keys_are_errors(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("output_dir: out\nuse_cpu: true\n")
+    with pytest.raises(ValueError, match="model_name_or_path is required"):
+        parse_recipe_args(SFT_TYPES, ["--config", str(cfg)])
+    cfg.write_text("model_name_or_path: a\noutput_dir: out\nmax_steps: 5\nmax_steps: 6\n")
+    with pytest.raises(ValueError, match=r"c.yaml:4: key 'max_steps' is given twice \(first on line 3\)"):
+        parse_recipe_args(SFT_TYPES, ["--config", str(cfg)])
+
+
+def test_model_arguments_build_on_trl_model_config():
+    from trl import ModelConfig, ScriptArguments
+
+    assert issubclass(RefusalModelArguments, ModelConfig) and issubclass(RefusalDataArguments, ScriptArguments)
+    # TRL's own defaults, not redefined ones
+    m = RefusalModelArguments(model_name_or_path="m")
+    assert (m.use_peft, m.lora_dropout, m.lora_target_modules) == (False, 0.05, None)
+    with pytest.raises(ValueError, match="token_learning_rate needs use_peft"):
+        RefusalModelArguments(model_name_or_path="m", token_learning_rate=1e-3)
+    with pytest.raises(ValueError, match="quantised base models are not supported"):
+        RefusalModelArguments(model_name_or_path="m", use_peft=True, load_in_4bit=True)
+    with pytest.raises(ValueError, match="dataset_streaming"):
+        RefusalDataArguments(dataset_streaming=True)
+    kwargs = RefusalModelArguments(model_name_or_path="m", model_revision="v2", attn_implementation="eager")
+    assert kwargs.from_pretrained_kwargs()["revision"] == "v2"
+    assert kwargs.from_pretrained_kwargs()["attn_implementation"] == "eager"
+
+
+def test_recipe_help_is_short_and_names_config(capsys):
+    from refusal_tokens.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["sft", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: refusal-tokens sft [--config FILE.yaml]" in out
+    assert "--token_learning_rate" in out and "--help_all" in out
+    assert len(out.splitlines()) < 25
+    with pytest.raises(SystemExit):
+        main(["sft", "--help_all"])
+    assert len(capsys.readouterr().out.splitlines()) > 200  # every TRL field
+
+
+@pytest.mark.parametrize("command", ["generate", "calibrate", "audit", "mix", "train-classifier", "dpo"])
+def test_every_command_has_short_help(command, capsys):
+    from refusal_tokens.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: refusal-tokens {command} [--config FILE.yaml]")
+
+
+def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
+    from refusal_tokens.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model_name_or_path: a\noutput_dir: out\nlearning_rat: 1\n")
+    assert main(["sft", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("refusal-tokens sft: error: ") and "did you mean 'learning_rate'" in err[0]
+    assert main(["mix", "--data", str(tmp_path / "missing.jsonl"), "--output_dir", str(tmp_path / "o")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["no-such-command"]) == 2

@@ -5,7 +5,7 @@ import json
 import pytest
 from datasets import Dataset, DatasetDict
 
-from refusal_tokens.data import load_dataset_splits, load_split
+from refusal_tokens.data.loading import load_dataset_splits, load_split
 
 ROWS = [{"prompt": f"p{i}", "completion": "c", "refusal_label": "respond"} for i in range(20)]
 

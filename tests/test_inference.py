@@ -36,8 +36,8 @@ def test_bad_prompt_is_named(tokenizer):
 
 
 def test_teacher_forced_agreement_counts_the_tokens_the_model_ranks_first(tokenizer):
-    from refusal_tokens.evaluation import _teacher_forced_agreement
-    from refusal_tokens.inference import greedy_new_token_ids
+    from refusal_tokens.evaluation.agreement import _teacher_forced_agreement
+    from refusal_tokens.inference.scoring import greedy_new_token_ids
 
     torch.manual_seed(0)
     model = build_tiny_model(tokenizer).eval()

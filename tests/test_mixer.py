@@ -7,7 +7,7 @@ from datasets import Dataset, IterableDataset
 
 from refusal_tokens.classifiers import KeywordRefusalClassifier
 from refusal_tokens.cli import main
-from refusal_tokens.mixer import audit_dataset, mix_datasets, mix_streams
+from refusal_tokens.data.mixing import audit_dataset, mix_datasets, mix_streams
 
 REFUSE = "I'm sorry, but I can't share private information such as a home address."
 ANSWER = "Photosynthesis turns light into sugar."
@@ -101,7 +101,7 @@ def test_streaming_mix_follows_targets_and_counts_everything():
 def test_audit_and_mix_commands(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in _sft_rows()))
-    assert main(["audit", str(data), "--output-dir", str(tmp_path / "a")]) == 0
+    assert main(["audit", "--dataset", str(data), "--output-dir", str(tmp_path / "a")]) == 0
     comp = json.loads((tmp_path / "a" / "composition.json").read_text())
     assert comp["before"]["counts"]["privacy"] == 10 and comp["dropped"] == {"empty response": 1, "unparseable": 1}
     assert (tmp_path / "a" / "composition.png").is_file()
@@ -126,7 +126,7 @@ def test_audit_logs_to_wandb_offline_without_an_account(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    assert main(["audit", str(data), "--output-dir", str(tmp_path / "a"), "--wandb"]) == 0
+    assert main(["audit", "--dataset", str(data), "--output-dir", str(tmp_path / "a"), "--wandb"]) == 0
     runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(runs) == 1
     logged = {k: v for row in history(runs[0]) for k, v in row.items()}

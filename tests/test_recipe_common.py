@@ -2,8 +2,8 @@
 
 import torch
 
-from refusal_tokens.config import RefusalModelArguments
-from refusal_tokens.recipe_common import add_tokens_and_peft
+from refusal_tokens.recipes.arguments import RefusalModelArguments
+from refusal_tokens.recipes.base import add_tokens_and_peft
 from refusal_tokens.testing import build_tiny_model, build_tiny_tokenizer
 
 
@@ -11,7 +11,7 @@ def _lora_weights(draws_before: int) -> dict[str, torch.Tensor]:
     tok = build_tiny_tokenizer()
     model = build_tiny_model(tok)
     torch.rand(draws_before)  # e.g. a first run's GGUF conversion initialises a model and draws random numbers
-    _, peft_model = add_tokens_and_peft(model, tok, "coconot", RefusalModelArguments(lora_r=4), seed=7)
+    _, peft_model = add_tokens_and_peft(model, tok, "coconot", RefusalModelArguments(model_name_or_path="builtin:tiny-random", use_peft=True, lora_r=4), seed=7)
     return {k: v.detach().clone() for k, v in peft_model.named_parameters() if "lora_A" in k}
 
 
@@ -27,8 +27,8 @@ def test_self_distillation_device_placement(monkeypatch):
 
     import torch
 
-    from refusal_tokens.config import RefusalDataArguments
-    from refusal_tokens.recipe_common import on_training_device, self_distills, shards_the_model
+    from refusal_tokens.recipes.arguments import RefusalDataArguments
+    from refusal_tokens.recipes.base import on_training_device, self_distills, shards_the_model
 
     assert self_distills(RefusalDataArguments(responses="self"))
     assert not self_distills(RefusalDataArguments(responses="template"))

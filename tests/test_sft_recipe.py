@@ -22,8 +22,8 @@ from refusal_tokens import (
     load_taxonomy,
     parse_generations,
 )
-from refusal_tokens.models import load_model_and_tokenizer
-from refusal_tokens.synthetic import SyntheticCorpusConfig, build_synthetic_corpus
+from refusal_tokens.data.synthetic import SyntheticCorpusConfig, build_synthetic_corpus
+from refusal_tokens.inference.models import load_model_and_tokenizer
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -36,7 +36,10 @@ TINY = {
     "synthetic_eval_fraction": 0.5,
     "responses": "self",
     "distill_max_new_tokens": 8,
+    "use_peft": True,
     "lora_r": 8,
+    "lora_dropout": 0.0,
+    "lora_target_modules": "all-linear",
     "agreement_prompts": 8,
     "agreement_max_new_tokens": 8,
     "max_steps": 40,
@@ -86,7 +89,8 @@ def recipe_run(tmp_path_factory):
     proc = subprocess.run(cmd, env=_env(tmp), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "refusal_eval.json").read_text())
-    return {"tmp": tmp, "out": out, "stdout": proc.stdout, "report": report}
+    # the recipe logs its tables (stderr, through `logging`)
+    return {"tmp": tmp, "out": out, "stdout": proc.stdout + proc.stderr, "report": report}
 
 
 def test_recipe_saves_everything_a_reload_needs(recipe_run):
@@ -166,8 +170,8 @@ def test_recipe_calibrates_on_half_the_test_split(recipe_run):
 
 
 def test_calibrate_and_generate_commands_load_the_recipe_output(recipe_run, tmp_path, monkeypatch, capsys):
-    from refusal_tokens.calibration import refusal_rates, split_halves
     from refusal_tokens.cli import main
+    from refusal_tokens.evaluation import refusal_rates, split_halves
 
     monkeypatch.setenv("REFUSAL_TOKENS_CACHE", str(recipe_run["tmp"] / "cache"))
     out, report = recipe_run["out"], recipe_run["report"]
@@ -220,7 +224,7 @@ def test_report_to_wandb_without_an_account_runs_offline(tmp_path):
     cmd += ["--output_dir", str(tmp_path / "out")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    notices = [line for line in proc.stdout.splitlines() if "W&B: no API key found, logging offline" in line]
+    notices = [line for line in proc.stderr.splitlines() if "W&B: no API key found, logging offline" in line]
     assert len(notices) == 1
     runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(runs) == 1
@@ -247,7 +251,10 @@ def test_dpo_recipe_on_top_of_the_sft_output_with_drift_guard(recipe_run, tmp_pa
         "synthetic_train_benign": 8,
         "synthetic_train_contrast": 8,
         "responses": "template",
+        "use_peft": True,
         "lora_r": 4,
+        "lora_dropout": 0.0,
+        "lora_target_modules": "all-linear",
         "min_refusal_rate": 1.0,  # unreachable floor: the guard must fire and stop training at the first check
         "stop_on_drift": True,
         "probe_every_n_steps": 2,
@@ -273,9 +280,16 @@ def test_dpo_recipe_on_top_of_the_sft_output_with_drift_guard(recipe_run, tmp_pa
     report = json.loads((out / "refusal_eval.json").read_text())
     assert report["overall"]["support"] > 0
     # the DPO adapter sits on the merged SFT model; the loader follows the chain back to the builtin base
-    from refusal_tokens.models import load_refusal_model
+    from refusal_tokens.inference.models import load_refusal_model
 
     monkeypatch.setenv("REFUSAL_TOKENS_CACHE", str(recipe_run["tmp"] / "cache"))
     model, tok = load_refusal_model(str(out))
-    probs = first_token_probabilities(model, tok, ["how do you feel about the sea?"])
-    assert probs.shape == (1, 6) and torch.isfinite(probs).all()
+    # reloaded, it gives the probabilities its own report measured on the (rebuilt) held-out split
+    cfg = SyntheticCorpusConfig(train_per_category=8, train_benign=8, train_contrast=8, seed=0, validation=True)
+    test = build_synthetic_corpus("coconot", cfg)["test"]
+    assert [r["refusal_label"] for r in test] == [r["refusal_label"] for r in report["test_rows"]]
+    probs = first_token_probabilities(model, tok, [r["prompt"] for r in test])
+    torch.testing.assert_close(probs, torch.tensor(report["probabilities"]), atol=1e-5, rtol=1e-4)
+    # and the DPO adapter changed the model: its probabilities are not the SFT model's
+    sft_model, sft_tok = load_refusal_model(str(recipe_run["out"]))
+    assert not torch.allclose(first_token_probabilities(sft_model, sft_tok, [r["prompt"] for r in test]), probs)

@@ -3,8 +3,8 @@
 import pytest
 
 from refusal_tokens import RefusalTaxonomy, get_taxonomy
-from refusal_tokens.synthetic import SyntheticCorpusConfig, build_synthetic_corpus, category_sources
-from refusal_tokens.synthetic_templates import SOURCES
+from refusal_tokens.data.synthetic import SyntheticCorpusConfig, build_synthetic_corpus, category_sources
+from refusal_tokens.data.synthetic.sources import SOURCES
 
 
 @pytest.mark.parametrize("preset", ["coconot", "cannot-should-not", "single"])
