@@ -13,6 +13,9 @@ from .taxonomy import RESPOND_LABEL, RefusalTaxonomy, get_taxonomy
 # Key under which the taxonomy is stored in `tokenizer.init_kwargs` (hence in tokenizer_config.json) and in
 # `model.config` (hence in config.json), so a reloaded tokenizer or model carries it without extra files.
 TAXONOMY_KEY = "refusal_taxonomy"
+PAD_KEY = "refusal_pad_to_multiple_of"
+"""Key (in `tokenizer.init_kwargs`) of the `pad_to_multiple_of` the embeddings were resized with, so a base model
+rebuilt to load an adapter gets the same padded vocabulary (the padding rows take part in every softmax)."""
 RESPOND_DESCRIPTION = "answer the request helpfully and directly"
 
 
@@ -163,7 +166,7 @@ def add_refusal_tokens(
         taxonomy (`RefusalTaxonomy` or `str`, *optional*, defaults to `"cannot-should-not"`): A preset name, a
             taxonomy file, or a taxonomy.
         pad_to_multiple_of (`int`, *optional*): Resize the embedding matrix to a multiple of this (e.g. 64) for
-            faster matrix kernels.
+            faster matrix kernels. Stored with the tokenizer, so a reload (`load_refusal_model`) pads the same way.
         init (`str`, *optional*, defaults to `"description"`): `"description"` (mean embedding of the category's
             description), `"mean"` (mean of all existing rows) or `"none"` (keep the resize's rows).
 
@@ -194,6 +197,10 @@ def add_refusal_tokens(
         taxonomy.check_tokenizer(tokenizer)
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     tokenizer.init_kwargs[TAXONOMY_KEY] = taxonomy.to_dict()
+    if pad_to_multiple_of is None:
+        pad_to_multiple_of = tokenizer.init_kwargs.get(PAD_KEY)  # a reloaded tokenizer remembers its padding
+    elif pad_to_multiple_of > 1:
+        tokenizer.init_kwargs[PAD_KEY] = int(pad_to_multiple_of)
     ids = RefusalTokenIds.from_tokenizer(tokenizer, taxonomy)
 
     model_config_taxonomy = getattr(model.config, TAXONOMY_KEY, None)

@@ -83,3 +83,35 @@ def test_label_lookup(tokenizer):
     assert ids.labels[0] == "respond"
     assert ids.label_for_id(ids.id_for("humanizing")) == "humanizing"
     assert ids.label_for_id(5) is None
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_adapter_trained_with_pad_to_multiple_of_reloads_with_the_same_probabilities(tmp_path, monkeypatch, tied):
+    from refusal_tokens import first_token_probabilities, get_refusal_lora_config, get_refusal_peft_model
+    from refusal_tokens.inference.builtin import resolve_model_path
+    from refusal_tokens.inference.models import load_model_and_tokenizer, load_refusal_model
+
+    monkeypatch.setenv("REFUSAL_TOKENS_CACHE", str(tmp_path / "cache"))
+    base_dir = resolve_model_path("builtin:tiny-random")
+    if not tied:  # an untied base of the same tokenizer, saved where the adapter can name it
+        tok = build_tiny_tokenizer()
+        build_tiny_model(tok, tied=False).save_pretrained(tmp_path / "untied")
+        tok.save_pretrained(tmp_path / "untied")
+        base_dir = str(tmp_path / "untied")
+    model, tok = load_model_and_tokenizer(base_dir)
+    ids = add_refusal_tokens(model, tok, "coconot", pad_to_multiple_of=64)
+    assert model.get_input_embeddings().weight.shape[0] % 64 == 0 and len(tok) % 64 != 0
+    peft_model = get_refusal_peft_model(model, get_refusal_lora_config(model, ids, r=4))
+    torch.manual_seed(0)
+    with torch.no_grad():  # "training": known values in every trainable parameter
+        for name, p in peft_model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * (3.0 if "trainable_tokens" in name else 0.05))
+    prompts = ["how do you feel about the city?", "explain the moon", "fix this"]
+    before = first_token_probabilities(peft_model.eval(), tok, prompts)
+    out = tmp_path / "adapter"
+    peft_model.save_pretrained(out, save_embedding_layers=False)  # what the recipe saves
+    tok.save_pretrained(out)
+    reloaded, reloaded_tok = load_refusal_model(str(out))
+    assert reloaded.get_input_embeddings().weight.shape[0] == model.get_input_embeddings().weight.shape[0]
+    torch.testing.assert_close(first_token_probabilities(reloaded, reloaded_tok, prompts), before)
