@@ -210,7 +210,9 @@ def test_embedding_head_trains_saves_loads_and_generalises(tmp_path):
     from refusal_tokens.classifiers import SentenceEmbedder, pair_features
 
     train = synthetic_classifier_pairs("coconot", per_category=40, seed=0)
-    held = synthetic_classifier_pairs("coconot", per_category=10, seed=1)
+    # pairs from the templates the corpus holds out at this seed: prompt wordings the head never saw
+    held = synthetic_classifier_pairs("coconot", per_category=10, seed=0, split="test")
+    assert not {r["prompt"] for r in held if r["label"] != "respond"} & {r["prompt"] for r in train}
     emb = SentenceEmbedder()
     x = pair_features(emb, [r["prompt"] for r in train], [r["response"] for r in train])
     head = train_embedding_head(x, [r["label"] for r in train], "coconot", info={"data": "test"})
@@ -254,7 +256,9 @@ def test_train_classifier_command_on_user_data(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train-classifier", "--taxonomy", "coconot", "--data", str(bad), "--output", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"refusal-tokens train-classifier: error: {bad}: row 1 needs a non-empty string 'response' field."
+    assert (
+        err[-1] == f"refusal-tokens train-classifier: error: {bad}: row 1 needs a non-empty string 'response' field."
+    )
 
 
 def test_unknown_backend_name():

@@ -75,7 +75,9 @@ def test_generate_cli_writes_labels_and_probabilities(cache, tmp_path, capsys):
 def test_generate_cli_rejects_bad_prompt_lines(cache, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "hi"}\n')
-    assert main(["generate", "--model", "builtin:tiny-random", "--taxonomy", "coconot", "--prompts-file", str(bad)]) == 2
+    assert (
+        main(["generate", "--model", "builtin:tiny-random", "--taxonomy", "coconot", "--prompts-file", str(bad)]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"refusal-tokens generate: error: {bad}:1: expected an object with a string 'prompt' field."]
     empty = tmp_path / "empty.jsonl"
@@ -88,7 +90,13 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     code = re.search(r"## Python example.*?```python\n(.*?)```", readme, re.S).group(1)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    # what the example's last comment promises: the trained token at 0.3 for the humanizing prompt, respond otherwise
+    assert [(p.label, p.text) for p in namespace["parsed"]] == [
+        ("humanizing", "Sorry, I c"),
+        ("respond", "Sure, here it"),
+    ]
 
 
 @pytest.mark.slow

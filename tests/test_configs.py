@@ -169,7 +169,9 @@ def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
     cfg.write_text("model_name_or_path: a\noutput_dir: out\nlearning_rat: 1\n")
     assert main(["sft", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("refusal-tokens sft: error: ") and "did you mean 'learning_rate'" in err[0]
+    assert (
+        len(err) == 1 and err[0].startswith("refusal-tokens sft: error: ") and "did you mean 'learning_rate'" in err[0]
+    )
     assert main(["mix", "--data", str(tmp_path / "missing.jsonl"), "--output_dir", str(tmp_path / "o")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert main(["no-such-command"]) == 2

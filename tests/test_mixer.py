@@ -96,6 +96,11 @@ def test_streaming_mix_follows_targets_and_counts_everything():
     assert report.total_in == len(rows)
     used = sum(report.after.values())
     assert used + sum(report.dropped.values()) == report.total_in
+    # the output follows the target shares (seeded draws of 0.5 / 0.5) until privacy runs out
+    share = report.after["privacy"] / len(out)
+    assert abs(share - 0.5) <= 0.1, share
+    assert sum(r["refusal_label"] == "privacy" for r in out) == report.after["privacy"]
+    assert report.after["privacy"] == report.before["privacy"]  # the scarce class is used up, not dropped
 
 
 def test_audit_and_mix_commands(tmp_path, capsys):

@@ -11,7 +11,13 @@ def _lora_weights(draws_before: int) -> dict[str, torch.Tensor]:
     tok = build_tiny_tokenizer()
     model = build_tiny_model(tok)
     torch.rand(draws_before)  # e.g. a first run's GGUF conversion initialises a model and draws random numbers
-    _, peft_model = add_tokens_and_peft(model, tok, "coconot", RefusalModelArguments(model_name_or_path="builtin:tiny-random", use_peft=True, lora_r=4), seed=7)
+    _, peft_model = add_tokens_and_peft(
+        model,
+        tok,
+        "coconot",
+        RefusalModelArguments(model_name_or_path="builtin:tiny-random", use_peft=True, lora_r=4),
+        seed=7,
+    )
     return {k: v.detach().clone() for k, v in peft_model.named_parameters() if "lora_A" in k}
 
 

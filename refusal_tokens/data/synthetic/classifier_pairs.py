@@ -30,6 +30,7 @@ def synthetic_classifier_pairs(
     answers: Mapping[str, str] | Callable[[list[str]], Sequence[str]] | None = None,
     swap_share: float = 0.3,
     seed: int = 0,
+    split: str = "train",
 ) -> list[dict[str, Any]]:
     """(prompt, response, label) rows for training a classifier head.
 
@@ -44,6 +45,8 @@ def synthetic_classifier_pairs(
             with the category of their source) and of compliant answers paired with a refusal-worthy prompt
             (labelled respond), so the head learns refuse-vs-comply from the response.
         seed (`int`, *optional*, defaults to 0): Seed.
+        split (`str`, *optional*, defaults to `"train"`): `"train"`, or `"test"` for pairs from the templates the
+            corpus holds out at this seed (prompt wordings the train pairs never use), to measure generalisation.
 
     Returns:
         `list[dict]` with `prompt`, `response`, `label`.
@@ -57,10 +60,14 @@ def synthetic_classifier_pairs(
             train_per_category=per_category,
             train_benign=n_comply // 2,
             train_contrast=n_comply - n_comply // 2,
+            eval_fraction=1.0,
             validation=False,
             seed=seed,
         ),
     )
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}: use 'train' or 'test'.")
+    corpus = {"train": corpus[split]}
     if callable(answers):
         prompts = sorted({request_text(r["prompt"]) for r in corpus["train"] if r["refusal_label"] == RESPOND_LABEL})
         answers = dict(zip(prompts, answers(prompts)))
