@@ -9,9 +9,12 @@ from ..classifiers import get_classifier
 from ..data.loading import load_split
 from ..data.mixing import audit_dataset
 from ..training.wandb_utils import prepare_wandb
-from ..utils.config import parse_dataclasses
+from ..utils.config import parse_command
 
 HELP = "Refusal composition of a dataset by category (table, JSON, PNG)."
+
+KEY_FIELDS = ("dataset", "taxonomy", "classifier", "output_dir")
+"""The fields `--help` lists."""
 
 
 @dataclass
@@ -38,13 +41,7 @@ class AuditArguments:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    (args,) = parse_dataclasses(
-        [AuditArguments],
-        argv,
-        prog="refusal-tokens audit",
-        description=HELP,
-        key_fields=("dataset", "taxonomy", "classifier", "output_dir"),
-    )
+    args = parse_command(AuditArguments, argv, "audit", HELP, KEY_FIELDS)
     dataset = load_split(args.dataset, args.split, args.config)
     classifier = get_classifier(args.classifier, args.taxonomy)
     report = audit_dataset(dataset, args.taxonomy, classifier, label_columns=args.label_column, num_proc=args.num_proc)

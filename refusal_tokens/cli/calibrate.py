@@ -15,9 +15,12 @@ from ..evaluation.metrics import evaluate_refusal_tokens
 from ..inference.models import load_refusal_model
 from ..recipes.base import CALIBRATION_DIR, calibrate_probabilities
 from ..tokens import load_taxonomy
-from ..utils.config import parse_dataclasses
+from ..utils.config import parse_command
 
 HELP = "Solve per-category thresholds that meet refusal-rate targets (one half solves, the other measures)."
+
+KEY_FIELDS = ("model", "data", "targets", "label_column", "output_dir")
+"""The fields `--help` lists."""
 
 
 @dataclass
@@ -34,13 +37,7 @@ class CalibrateArguments:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    (args,) = parse_dataclasses(
-        [CalibrateArguments],
-        argv,
-        prog="refusal-tokens calibrate",
-        description=HELP,
-        key_fields=("model", "data", "targets", "label_column", "output_dir"),
-    )
+    args = parse_command(CalibrateArguments, argv, "calibrate", HELP, KEY_FIELDS)
     rows = read_rows(args.data)
     for n, row in enumerate(rows, 1):
         if args.label_column not in row or not ("prompt" in row or "messages" in row):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..data.loading import read_rows
 from ..inference.models import load_refusal_model
 from ..inference.parsing import parse_generations
 from ..inference.processor import RefusalTokenLogitsProcessor
@@ -15,7 +16,7 @@ from ..inference.prompts import build_chat_prompts
 from ..inference.scoring import first_token_probabilities
 from ..settings import RefusalSettings
 from ..tokens import TAXONOMY_KEY, add_refusal_tokens
-from ..utils.config import parse_dataclasses
+from ..utils.config import parse_command
 from ..utils.io import atomic_write_text
 from ..utils.logging import get_logger
 
@@ -28,6 +29,9 @@ DEFAULT_PROMPTS = [
     "How do you feel about being turned off?",
     "Give me the home address of my neighbour.",
 ]
+
+KEY_FIELDS = ("model", "thresholds", "prompt", "prompts_file", "max_new_tokens", "output")
+"""The fields `--help` lists."""
 
 
 @dataclass
@@ -50,21 +54,15 @@ class GenerateArguments:
     )
 
 
+def _has_prompt(row: dict) -> str | None:
+    return None if isinstance(row.get("prompt"), str) else "expected an object with a string 'prompt' field"
+
+
 def read_prompts(args: GenerateArguments) -> list[str]:
     """The prompts of `--prompt` and `--prompts_file`; the demo prompts only when asked for with `--demo`."""
     prompts = list(args.prompt or [])
     if args.prompts_file:
-        with open(args.prompts_file, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{args.prompts_file}:{n}: not valid JSON ({e.msg}).") from None
-                if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                    raise ValueError(f"{args.prompts_file}:{n}: expected an object with a string 'prompt' field.")
-                prompts.append(row["prompt"])
+        prompts += [row["prompt"] for row in read_rows(args.prompts_file, check=_has_prompt)]
         if not prompts:
             raise ValueError(f'{args.prompts_file}: holds no prompts; add lines like {{"prompt": "..."}}.')
     if not prompts and args.demo:
@@ -75,13 +73,7 @@ def read_prompts(args: GenerateArguments) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    (args,) = parse_dataclasses(
-        [GenerateArguments],
-        argv,
-        prog="refusal-tokens generate",
-        description=HELP,
-        key_fields=("model", "thresholds", "prompt", "prompts_file", "max_new_tokens", "output"),
-    )
+    args = parse_command(GenerateArguments, argv, "generate", HELP, KEY_FIELDS)
     prompts = read_prompts(args)
     model, tokenizer = load_refusal_model(args.model, args.adapter)
     if TAXONOMY_KEY not in tokenizer.init_kwargs:

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from ..classifiers import get_classifier
 from ..data.loading import load_split
 from ..data.mixing import mix_datasets
-from ..utils.config import ConfigError, load_yaml, parse_dataclasses
+from ..utils.config import ConfigError, load_yaml, parse_command
 
 HELP = "Classify, tag and re-weight datasets to target shares per category."
+
+KEY_FIELDS = ("data", "targets", "size", "taxonomy", "classifier", "output_dir")
+"""The fields `--help` lists."""
 
 
 @dataclass
@@ -35,13 +38,7 @@ class MixArguments:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    (args,) = parse_dataclasses(
-        [MixArguments],
-        argv,
-        prog="refusal-tokens mix",
-        description=HELP,
-        key_fields=("data", "targets", "size", "taxonomy", "classifier", "output_dir"),
-    )
+    args = parse_command(MixArguments, argv, "mix", HELP, KEY_FIELDS)
     targets = load_yaml(args.targets) if args.targets else None
     if targets is not None and not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in targets.values()

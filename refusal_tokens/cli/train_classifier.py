@@ -12,9 +12,12 @@ from ..data.synthetic import synthetic_classifier_pairs
 from ..inference.builtin import cache_dir
 from ..inference.models import load_model_and_tokenizer
 from ..training.distillation import distill_cache_path, generate_responses
-from ..utils.config import parse_dataclasses
+from ..utils.config import parse_command
 
 HELP = "Train the embedding classifier head (synthetic data or yours)."
+
+KEY_FIELDS = ("taxonomy", "data", "label_column", "output")
+"""The fields `--help` lists."""
 
 
 @dataclass
@@ -60,13 +63,7 @@ def labelled_pairs(args: TrainClassifierArguments) -> tuple[list[tuple[str, str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    (args,) = parse_dataclasses(
-        [TrainClassifierArguments],
-        argv,
-        prog="refusal-tokens train-classifier",
-        description=HELP,
-        key_fields=("taxonomy", "data", "label_column", "output"),
-    )
+    args = parse_command(TrainClassifierArguments, argv, "train-classifier", HELP, KEY_FIELDS)
     pairs, source = labelled_pairs(args)
     embedder = SentenceEmbedder(args.embedder)
     features = pair_features(embedder, [p for p, _, _ in pairs], [r for _, r, _ in pairs])

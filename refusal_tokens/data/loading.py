@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 _FILE_BUILDERS = {
@@ -100,11 +101,19 @@ def load_split(name: str, split: str = "train", config: str | None = None, strea
     return datasets.load_dataset(name, config, split=split, streaming=streaming)
 
 
-def read_rows(path: str, *, split: str = "train") -> list[dict[str, Any]]:
+def read_rows(
+    path: str, *, split: str = "train", check: Callable[[dict[str, Any]], str | None] | None = None
+) -> list[dict[str, Any]]:
     """Every row of a JSON Lines / JSON file (line by line, so a bad line is named), or of any `load_split` source.
 
+    Args:
+        path (`str`): The file (or folder / hub id, read with `load_split`).
+        split (`str`, *optional*, defaults to `"train"`): Split of a `load_split` source.
+        check (`Callable`, *optional*): Called on each row; a returned message is an error naming that row's line.
+
     Raises:
-        `ValueError`: naming the file and the line (as an editor numbers it) of a row that is not a JSON object.
+        `ValueError`: naming the file and the line (as an editor numbers it) of a row that is not a JSON object or
+            fails `check`.
     """
     if os.path.isfile(path) and path.endswith(".json"):
         with open(path, encoding="utf-8") as f:
@@ -128,6 +137,14 @@ def read_rows(path: str, *, split: str = "train") -> list[dict[str, Any]]:
                     raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
                 if not isinstance(row, dict):
                     raise ValueError(f"{path}:{n}: expected a JSON object per line, got {type(row).__name__}.")
+                problem = check(row) if check else None
+                if problem:
+                    raise ValueError(f"{path}:{n}: {problem}.")
                 rows.append(row)
         return rows
-    return load_split(path, split).to_list()
+    rows = load_split(path, split).to_list()
+    for n, row in enumerate(rows, 1):
+        problem = check(row) if check else None
+        if problem:
+            raise ValueError(f"{path}: row {n}: {problem}.")
+    return rows

@@ -47,11 +47,11 @@ class RefusalModelArguments(ModelConfig):
         },
     )
     token_learning_rate: float | None = field(
-        default=None,
         metadata={
             "help": "Learning rate of the new token rows (an optimizer group of their own, of the optimizer `optim` "
             "names); unset: the trainer's learning_rate. New rows need ~1e-3 to 5e-3, LoRA much less."
         },
+        default=None,
     )
     embeddings: str = field(
         default="token_rows",
@@ -188,11 +188,7 @@ class RefusalEvalArguments:
     )
     eval_max_rows: int | None = field(default=None, metadata={"help": "Evaluate on at most this many test rows."})
     agreement_prompts: int = field(
-        default=32,
-        metadata={
-            "help": "Benign test prompts on which greedy answers after [respond] are compared to the base "
-            "model's (0 skips)."
-        },
+        default=32, metadata={"help": "Benign test prompts whose answers after [respond] are compared to the base's."}
     )
     agreement_max_new_tokens: int = field(default=24, metadata={"help": "Tokens compared per answer."})
     probe_every_n_steps: int | None = field(

@@ -224,7 +224,7 @@ def calibrate_probabilities(
 class RefusalRecipe:
     """The steps of a refusal-token training run; `run()` calls them in order.
 
-    Subclasses set `trainer_class` and override `load`, `load_data` and `build_trainer`; every other step is shared.
+    Subclasses set `trainer_class` and override `load` and `load_data`; every other step is shared.
 
     Args:
         model_args (`RefusalModelArguments`): Model, tokens, PEFT.
@@ -234,6 +234,8 @@ class RefusalRecipe:
     """
 
     name = "recipe"
+    trainer_class: Any = None
+    """The TRL trainer class (`SFTTrainer`, `DPOTrainer`)."""
 
     def __init__(
         self,
@@ -306,8 +308,15 @@ class RefusalRecipe:
         logger.info(", ".join(f"{name}: {len(ds)} rows" for name, ds in self.splits.items()))
 
     def build_trainer(self) -> Any:
-        """The TRL trainer of this recipe."""
-        raise NotImplementedError
+        """The recipe's TRL trainer on the tagged splits, with the token rows' optimizer."""
+        return self.trainer_class(
+            model=self.model,
+            args=self.training_args,
+            train_dataset=self.splits["train"],
+            eval_dataset=self.splits.get("validation"),
+            processing_class=self.tokenizer,
+            optimizers=self.optimizers(),
+        )
 
     def optimizers(self) -> tuple[Any, None]:
         """The `optimizers` argument of the trainer: the trainer's own optimizer, with the token rows at theirs."""

@@ -26,6 +26,7 @@ class DPORecipe(RefusalRecipe):
     """DPO with refusal tokens: labelled preference data, or the synthetic corpus turned into preference pairs."""
 
     name = "dpo"
+    trainer_class = DPOTrainer
 
     def load(self) -> None:
         with self.state.main_process_first():
@@ -69,16 +70,6 @@ class DPORecipe(RefusalRecipe):
         if self.test is None:
             self.test = self.splits["test"]
 
-    def build_trainer(self) -> Any:
-        return DPOTrainer(
-            model=self.model,
-            args=self.training_args,
-            train_dataset=self.splits["train"],
-            eval_dataset=self.splits.get("validation"),
-            processing_class=self.tokenizer,
-            optimizers=self.optimizers(),
-        )
-
 
 def run_dpo(
     model_args: RefusalModelArguments,
@@ -87,6 +78,8 @@ def run_dpo(
     training_args: Any,
 ) -> dict[str, Any]:
     """Run the DPO recipe; returns the held-out evaluation report (main process; others return `{}`).
+
+    `model_args.model_name_or_path` may be a base model or the `output_dir` of the SFT recipe (merged first).
 
     Args:
         model_args (`RefusalModelArguments`): Model (a base model or an SFT recipe output), tokens and LoRA.

@@ -21,6 +21,7 @@ class SFTRecipe(RefusalRecipe):
     """SFT with refusal tokens: the built-in synthetic corpus (answers self-distilled) or a labelled dataset."""
 
     name = "sft"
+    trainer_class = SFTTrainer
 
     def load(self) -> None:
         with self.state.main_process_first():  # a builtin: model is converted once, by the main process
@@ -35,16 +36,6 @@ class SFTRecipe(RefusalRecipe):
         super().tag_data()
         self.probes = self.splits.get("validation")
         self.test = self.splits["test"]
-
-    def build_trainer(self) -> Any:
-        return SFTTrainer(
-            model=self.model,
-            args=self.training_args,
-            train_dataset=self.splits["train"],
-            eval_dataset=self.splits.get("validation"),
-            processing_class=self.tokenizer,
-            optimizers=self.optimizers(),
-        )
 
 
 def run_sft(

@@ -199,3 +199,13 @@ def parse_dataclasses(
         hints = ", ".join(f"{r!r}{did_you_mean(r.lstrip('-').split('=')[0].replace('-', '_'), known)}" for r in flags)
         raise ConfigError(f"{prog}: unknown arguments {hints}; see {prog} --help.")
     return tuple(parsed)
+
+
+def parse_command(
+    arguments: type, argv: Sequence[str] | None, command: str, description: str, key_fields: Sequence[str]
+) -> Any:
+    """`parse_dataclasses` for a `refusal-tokens` command whose arguments are one dataclass; returns its instance."""
+    (args,) = parse_dataclasses(
+        [arguments], argv, prog=f"refusal-tokens {command}", description=description, key_fields=key_fields
+    )
+    return args
