@@ -63,7 +63,8 @@ def log_to_wandb(report, paths: dict[str, str], args: AuditArguments) -> None:
         table = wandb.Table(
             columns=["class", "count", "share"], data=[[c, n, shares[c]] for c, n in report.before.items()]
         )
-        run.log({"audit/composition": wandb.plot.bar(table, "class", "share", title="Refusal composition")})
-        run.log({f"audit/{c}": n for c, n in report.before.items()} | {"audit/total_in": report.total_in})
+        logged = {f"audit/{c}": n for c, n in report.before.items()} | {"audit/total_in": report.total_in}
+        logged["audit/composition"] = wandb.plot.bar(table, "class", "share", title="Refusal composition")
         if "png" in paths:
-            run.log({"audit/chart": wandb.Image(paths["png"])})
+            logged["audit/chart"] = wandb.Image(paths["png"])
+        run.log(logged)  # one history row: the counts, the chart and the picture together
