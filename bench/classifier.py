@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--data", default=SHARED)
     parser.add_argument("--mix-rows", type=int, default=100_000)
     parser.add_argument("--num-proc", type=int, default=2)
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5, help="Folds of the in-domain head (0: skip).")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     xs_path = os.path.join(args.data, "xstest", "xstest_v2_completions_all_labeled.csv")
@@ -98,22 +98,25 @@ def main() -> None:
 
     # The same approach retrained on labelled data (what `refusal-tokens train-classifier --data` does): k-fold,
     # folds split by prompt (XSTest answers each prompt with 5 models; a fold holding one of them would leak).
-    feats = pair_features(emb, prompts, responses)
-    prompt_ids: dict[str, int] = {}
-    pid = torch.tensor([prompt_ids.setdefault(p, len(prompt_ids)) for p in prompts])
-    g = torch.Generator().manual_seed(0)
-    fold_of_prompt = torch.empty(len(prompt_ids), dtype=torch.long)
-    fold_of_prompt[torch.randperm(len(prompt_ids), generator=g)] = torch.arange(len(prompt_ids)) % args.folds
-    fold = fold_of_prompt[pid]
-    pred = [False] * len(xs)
-    for k in range(args.folds):
-        test_idx = (fold == k).nonzero().squeeze(1)
-        train_idx = (fold != k).nonzero().squeeze(1)
-        labels = ["privacy" if gold[i] else "respond" for i in train_idx.tolist()]  # binary: any category
-        head = train_embedding_head(feats[train_idx], labels, "cannot-should-not")
-        for i, s in zip(test_idx.tolist(), head.scores(feats[test_idx])):
-            pred[i] = bool(s[0] < 0.5)
-    result["xstest"][f"embedding, head retrained on XSTest ({args.folds}-fold by prompt)"] = binary_scores(pred, gold)
+    if args.folds > 1:  # --folds 0 skips the in-domain retraining
+        feats = pair_features(emb, prompts, responses)
+        prompt_ids: dict[str, int] = {}
+        pid = torch.tensor([prompt_ids.setdefault(p, len(prompt_ids)) for p in prompts])
+        g = torch.Generator().manual_seed(0)
+        fold_of_prompt = torch.empty(len(prompt_ids), dtype=torch.long)
+        fold_of_prompt[torch.randperm(len(prompt_ids), generator=g)] = torch.arange(len(prompt_ids)) % args.folds
+        fold = fold_of_prompt[pid]
+        pred = [False] * len(xs)
+        for k in range(args.folds):
+            test_idx = (fold == k).nonzero().squeeze(1)
+            train_idx = (fold != k).nonzero().squeeze(1)
+            labels = ["privacy" if gold[i] else "respond" for i in train_idx.tolist()]  # binary: any category
+            head = train_embedding_head(feats[train_idx], labels, "cannot-should-not")
+            for i, s in zip(test_idx.tolist(), head.scores(feats[test_idx])):
+                pred[i] = bool(s[0] < 0.5)
+        result["xstest"][f"embedding, head retrained on XSTest ({args.folds}-fold by prompt)"] = binary_scores(
+            pred, gold
+        )
 
     # CoCoNot categories from prompts
     coconot = os.path.join(args.data, "coconot", "coconot_eval.jsonl")
