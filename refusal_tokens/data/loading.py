@@ -115,6 +115,17 @@ def read_rows(
         `ValueError`: naming the file and the line (as an editor numbers it) of a row that is not a JSON object or
             fails `check`.
     """
+    located = _located_rows(path, split)
+    if check is not None:
+        for where, row in located:
+            problem = check(row)
+            if problem:
+                raise ValueError(f"{where}: {problem}.")
+    return [row for _, row in located]
+
+
+def _located_rows(path: str, split: str) -> list[tuple[str, dict[str, Any]]]:
+    """`(where, row)` for every row of `path`: `path:line` for JSON Lines, `path: item N` / `path: row N` otherwise."""
     if os.path.isfile(path) and path.endswith(".json"):
         with open(path, encoding="utf-8") as f:
             head = f.read(1024).lstrip()
@@ -124,7 +135,7 @@ def read_rows(
             bad = next((i for i, row in enumerate(data, 1) if not isinstance(row, dict)), None)
             if bad is not None:
                 raise ValueError(f"{path}: item {bad} of the array is not a JSON object.")
-            return data
+            return [(f"{path}: item {i}", row) for i, row in enumerate(data, 1)]
     if os.path.isfile(path) and path.endswith((".jsonl", ".json")):
         rows = []
         with open(path, encoding="utf-8") as f:
@@ -137,14 +148,6 @@ def read_rows(
                     raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
                 if not isinstance(row, dict):
                     raise ValueError(f"{path}:{n}: expected a JSON object per line, got {type(row).__name__}.")
-                problem = check(row) if check else None
-                if problem:
-                    raise ValueError(f"{path}:{n}: {problem}.")
-                rows.append(row)
+                rows.append((f"{path}:{n}", row))
         return rows
-    rows = load_split(path, split).to_list()
-    for n, row in enumerate(rows, 1):
-        problem = check(row) if check else None
-        if problem:
-            raise ValueError(f"{path}: row {n}: {problem}.")
-    return rows
+    return [(f"{path}: row {n}", row) for n, row in enumerate(load_split(path, split).to_list(), 1)]
