@@ -16,6 +16,7 @@ from typing import Any
 from trl import ModelConfig, ScriptArguments
 
 from ..data.formats import LabelColumns
+from ..data.mixture import RefusalDatasetConfig
 from ..utils.config import parse_dataclasses
 
 EMBEDDING_MODES = ("token_rows", "modules_to_save", "none")
@@ -141,6 +142,32 @@ class RefusalDataArguments(ScriptArguments):
             "and runs that module's code, so name only code you trust)."
         },
     )
+    datasets: list[RefusalDatasetConfig] = field(
+        default_factory=list,
+        metadata={
+            "help": "Labelled datasets to train and test on (YAML list; TRL's dataset-mixture entries: path, name, "
+            "data_dir, data_files, split, plus part, label or label_column + label_map, response_column, kind, "
+            "max_rows, corpus). path may be builtin:coconot, the built-in real corpus. See refusal_tokens.data."
+            "mixture."
+        },
+    )
+    synthetic: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Add the built-in synthetic corpus (its train, validation and test splits) to the data; unset: "
+            "only when neither dataset_name nor datasets is given."
+        },
+    )
+    mix_targets: dict[str, float] | None = field(
+        default=None,
+        metadata={
+            "help": "Share of each class (respond and every category) in the training rows of `datasets` (sampled "
+            "as `refusal-tokens mix` does: down-sampled, or rows repeated); unset: the rows as they come."
+        },
+    )
+    mix_size: int | None = field(
+        default=None, metadata={"help": "Training rows of `datasets` after mix_targets; unset: as many as read."}
+    )
     synthetic_train_per_category: int = field(
         default=64, metadata={"help": "Synthetic corpus: refusal rows per category in the train split."}
     )
@@ -164,6 +191,23 @@ class RefusalDataArguments(ScriptArguments):
     distill_batch_size: int = field(default=32, metadata={"help": "Self-distillation: prompts per generate() call."})
 
     def __post_init__(self) -> None:
+        self.datasets = [RefusalDatasetConfig.from_dict(d, i) for i, d in enumerate(self.datasets or [], 1)]
+        if self.datasets and self.dataset_name:
+            raise ValueError(
+                "give either dataset_name (one labelled dataset) or datasets (a list of entries), not both; move "
+                f"{self.dataset_name!r} into datasets as an entry."
+            )
+        if self.mix_targets is not None and not self.datasets:
+            raise ValueError("mix_targets re-weights the rows of `datasets`; list the datasets, or unset it.")
+        if self.mix_size is not None and (self.mix_targets is None or self.mix_size < 1):
+            raise ValueError(f"mix_size={self.mix_size}: needs mix_targets and must be >= 1.")
+        if self.datasets and not any(d.part == "train" for d in self.datasets):
+            raise ValueError("datasets: no entry has part: train, so there is nothing to train on.")
+        if self.datasets and not self.use_synthetic() and not any(d.part == "test" for d in self.datasets):
+            raise ValueError(
+                "datasets: no entry has part: test and the synthetic corpus is off, so there is no held-out table; "
+                "add a test entry or synthetic: true."
+            )
         if self.responses not in ("self", "template"):
             raise ValueError(f"responses={self.responses!r}: use 'self' or 'template'.")
         if not 0 < self.test_size < 1:
@@ -173,6 +217,12 @@ class RefusalDataArguments(ScriptArguments):
                 "dataset_streaming: the recipes hold out a test split and tag every row before training, so they "
                 "read datasets in memory; stream with `refusal-tokens mix` (mix_streams) instead."
             )
+
+    def use_synthetic(self) -> bool:
+        """Whether the built-in synthetic corpus is part of the data (`synthetic`, or by default without data)."""
+        if self.synthetic is not None:
+            return self.synthetic
+        return not self.dataset_name and not self.datasets
 
     def label_columns(self) -> LabelColumns:
         """The label columns as a `LabelColumns`."""
@@ -209,6 +259,13 @@ class RefusalEvalArguments:
         metadata={
             "help": "Targets YAML (refusal_rates per category and/or max_over_refusal): after training, solve "
             "thresholds on half of the test split, measure them on the other half, write calibration/ in output_dir."
+        },
+    )
+    calibration_corpus: str | None = field(
+        default=None,
+        metadata={
+            "help": "Calibrate on the test rows of this corpus only (e.g. coconot, the built-in real corpus, when the "
+            "synthetic corpus is tested beside it); unset: every test row."
         },
     )
     results_file: str = field(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import random
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -25,16 +26,23 @@ from transformers import set_seed
 from ..classifiers import get_classifier
 from ..data.formats import LabelColumns, prompt_messages, request_text
 from ..data.loading import load_dataset_splits
+from ..data.mixture import load_refusal_datasets, reweight_rows
 from ..data.synthetic import SyntheticCorpusConfig, build_synthetic_corpus
 from ..data.tagging import tag_dataset
 from ..evaluation.agreement import answer_agreement
 from ..evaluation.calibration import CalibrationTargets, format_calibration_report, run_calibration
-from ..evaluation.metrics import evaluate_refusal_tokens, format_report, labels_of, refusal_scalars
+from ..evaluation.metrics import (
+    corpus_summaries,
+    evaluate_refusal_tokens,
+    format_report,
+    labels_of,
+    refusal_scalars,
+)
 from ..inference.builtin import cache_dir
 from ..peft import count_parameters, get_refusal_lora_config, get_refusal_peft_model
 from ..settings import RefusalSettings
-from ..taxonomy import RefusalTaxonomy, get_taxonomy
-from ..tokens import add_refusal_tokens
+from ..taxonomy import RESPOND_LABEL, RefusalTaxonomy, get_taxonomy
+from ..tokens import RefusalTokenIds, add_refusal_tokens
 from ..training.callbacks import RefusalRateCallback
 from ..training.distillation import distill_cache_path, self_distill_responses
 from ..training.optimizer import build_refusal_optimizer
@@ -94,11 +102,13 @@ def build_sft_splits(
     distill_splits: Sequence[str] = ("train", "validation"),
     validation: bool = True,
 ) -> dict[str, Any]:
-    """Untagged `datasets.Dataset` splits (`train`, `test`, and `validation` for the synthetic corpus).
+    """Untagged `datasets.Dataset` splits (`train`, `test`, and `validation` where the data has one).
 
-    The synthetic corpus (no `dataset_name`) gets the base model's own answers for the respond rows of
-    `distill_splits` when `responses="self"` (the test split is evaluated on prompts only, so its answers are never
-    used); call this before adding the refusal tokens, so the answers are the untrained model's.
+    The data is one labelled dataset (`dataset_name`), or the rows of `datasets` entries (see
+    `refusal_tokens.data.mixture`) and/or the built-in synthetic corpus, each row naming its `corpus`. Respond rows
+    that came without an answer get the base model's own answer for the splits in `distill_splits` when
+    `responses="self"` (the test split is evaluated on prompts only, so its answers are never used); call this
+    before adding the refusal tokens, so the answers are the untrained model's.
     """
     if data_args.dataset_name:
         return load_dataset_splits(
@@ -109,33 +119,59 @@ def build_sft_splits(
             test_size=data_args.test_size,
             seed=seed,
         )
-    corpus = build_synthetic_corpus(
-        taxonomy,
-        SyntheticCorpusConfig(
-            train_per_category=data_args.synthetic_train_per_category,
-            train_benign=data_args.synthetic_train_benign,
-            train_contrast=data_args.synthetic_train_contrast,
-            eval_fraction=data_args.synthetic_eval_fraction,
-            seed=data_args.synthetic_seed,
-            validation=validation,
-        ),
-    )
+    label = data_args.label_column
+    parts: dict[str, list[dict[str, Any]]] = {}
+    if data_args.datasets:
+        parts = load_refusal_datasets(data_args.datasets, taxonomy, label_column=label, seed=seed)
+        if data_args.mix_targets is not None:
+            parts["train"], composition = reweight_rows(
+                parts["train"], data_args.mix_targets, taxonomy, label_column=label, size=data_args.mix_size, seed=seed
+            )
+            logger.info("training rows of `datasets` after mix_targets:\n%s", composition.format())
+    if data_args.use_synthetic():
+        corpus = build_synthetic_corpus(
+            taxonomy,
+            SyntheticCorpusConfig(
+                train_per_category=data_args.synthetic_train_per_category,
+                train_benign=data_args.synthetic_train_benign,
+                train_contrast=data_args.synthetic_train_contrast,
+                eval_fraction=data_args.synthetic_eval_fraction,
+                seed=data_args.synthetic_seed,
+                validation=validation,
+            ),
+        )
+        for split, rows in corpus.items():
+            parts.setdefault(split, []).extend(_synthetic_row(r, label) for r in rows)
+    if data_args.datasets and data_args.use_synthetic():
+        random.Random(seed).shuffle(parts["train"])  # interleave the corpora rather than train on one, then the other
+    if not validation:
+        parts.pop("validation", None)
     if data_args.responses == "self":
         state = PartialState()
         cache = distill_cache_path(model, data_args.distill_max_new_tokens, os.path.join(cache_dir(), "distill"))
         # The main process generates and caches; the others then read the cache instead of generating again.
         with state.main_process_first():
-            for split in [s for s in distill_splits if s in corpus]:
-                corpus[split] = self_distill_responses(
-                    corpus[split],
+            for split in [s for s in distill_splits if s in parts]:
+                parts[split] = self_distill_responses(
+                    parts[split],
                     model,
                     tokenizer,
+                    label_column=label,
                     max_new_tokens=data_args.distill_max_new_tokens,
                     batch_size=data_args.distill_batch_size,
                     cache_file=cache,
                     show_progress=state.is_main_process,
                 )
-    return {split: Dataset.from_list(rows) for split, rows in corpus.items()}
+    return {split: Dataset.from_list(rows) for split, rows in parts.items()}
+
+
+def _synthetic_row(row: dict[str, Any], label_column: str) -> dict[str, Any]:
+    """A synthetic corpus row with the columns of `datasets` rows (`corpus`, `answer`) and the recipe label column."""
+    out = {k: v for k, v in row.items() if k != "refusal_label"}
+    out[label_column] = row["refusal_label"]
+    out["corpus"] = "synthetic"
+    out["answer"] = "template" if row["refusal_label"] == RESPOND_LABEL else "wording"
+    return out
 
 
 def add_tokens_and_peft(
@@ -370,6 +406,15 @@ class RefusalRecipe:
             label_column=self.eval_label_column,
             batch_size=self.training_args.per_device_eval_batch_size,
         )
+        corpora = corpus_summaries(
+            report["probabilities"],
+            rows,
+            RefusalTokenIds.from_tokenizer(self.tokenizer),
+            self.default_settings(),
+            label_column=self.eval_label_column,
+        )
+        if corpora:
+            report["corpora"] = corpora
         benign = [request_text(prompt_messages(r, i)) for i, r in enumerate(rows) if r.get("kind") == "benign"]
         benign = benign[: self.eval_args.agreement_prompts]
         if benign and hasattr(model, "disable_adapter"):
@@ -378,7 +423,7 @@ class RefusalRecipe:
             )
         elif benign:
             logger.info("answer agreement skipped: it compares with the base model, which full fine-tuning replaced.")
-        keep = (self.eval_label_column, "kind", "source", "template")
+        keep = (self.eval_label_column, "kind", "source", "template", "corpus")
         report["test_rows"] = [{k: r[k] for k in keep if k in r} for r in rows]
         report["_rows"] = rows
         return report
@@ -387,9 +432,19 @@ class RefusalRecipe:
         """With `calibration_targets`: thresholds solved on one half of the test rows, measured on the other."""
         if not self.eval_args.calibration_targets:
             return
+        rows, probs = report["_rows"], report["probabilities"]
+        corpus = self.eval_args.calibration_corpus
+        if corpus is not None:
+            idx = [i for i, r in enumerate(rows) if r.get("corpus") == corpus]
+            if not idx:
+                known = sorted({str(r.get("corpus")) for r in rows})
+                raise ValueError(
+                    f"calibration_corpus={corpus!r}: no test rows of that corpus; the corpora are {known}."
+                )
+            rows, probs = [rows[i] for i in idx], [probs[i] for i in idx]
         report["calibration"] = calibrate_probabilities(
-            report["probabilities"],
-            report["_rows"],
+            probs,
+            rows,
             self.taxonomy,
             self.eval_label_column,
             self.eval_args.calibration_targets,
@@ -405,15 +460,26 @@ class RefusalRecipe:
         report["output_dir"] = out_dir
         atomic_write_json(os.path.join(out_dir, self.eval_args.results_file), report)
         self.trainer.log(report_scalars(report))
-        lines = [
-            f"Held-out test split ({len(rows)} rows), thresholds {self.default_settings().to_dict()}:",
-            format_report(report),
-        ]
+        settings = self.default_settings().to_dict()
+        if "corpora" in report:
+            lines = []
+            for name, part in report["corpora"].items():
+                if name == next(iter(report["corpora"])) and "agreement" in report:
+                    part = dict(part, agreement=report["agreement"])
+                lines += [
+                    f"Held-out test rows of {name} ({part['overall']['support']} rows), thresholds {settings}:",
+                    format_report(part),
+                    "",
+                ]
+            lines.pop()
+        else:
+            lines = [f"Held-out test split ({len(rows)} rows), thresholds {settings}:", format_report(report)]
         if "calibration" in report:
             lines += [
                 "",
-                f"Calibration to {self.eval_args.calibration_targets} (solved on one half of the test split, "
-                "measured on the other):",
+                f"Calibration to {self.eval_args.calibration_targets} (solved on one half of the test rows"
+                + (f" of {self.eval_args.calibration_corpus}" if self.eval_args.calibration_corpus else "")
+                + ", measured on the other):",
                 format_calibration_report(report["calibration"]),
                 f"Calibrated thresholds: {report['calibration']['thresholds_file']}",
             ]

@@ -135,23 +135,26 @@ def self_distill_responses(
     rows: list[dict[str, Any]],
     model: Any,
     tokenizer: Any,
+    label_column: str = "refusal_label",
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """Replace the completion of every `respond` row (conversational prompt-completion) with the model's answer.
 
-    Rows whose answer comes back empty keep their template answer, and are counted in the returned rows' `answer`
-    column (`"model"` or `"template"`), so nothing changes silently.
+    Rows whose `answer` column says `dataset` keep their own answer. Rows whose answer comes back empty keep their
+    template answer, and are counted in the returned rows' `answer` column (`"model"` or `"template"`), so nothing
+    changes silently.
 
     Args:
-        rows (`list[dict]`): Rows of `build_synthetic_corpus` (or any conversational prompt-completion rows with a
-            `refusal_label`).
+        rows (`list[dict]`): Rows of `build_synthetic_corpus` or `load_refusal_datasets` (or any conversational
+            prompt-completion rows with a label column).
         model, tokenizer: The base model and tokenizer.
+        label_column (`str`, *optional*, defaults to `"refusal_label"`): The label column.
         **kwargs: Passed to `generate_responses` (`max_new_tokens`, `batch_size`, `cache_file`, ...).
     """
-    idx = [i for i, r in enumerate(rows) if r["refusal_label"] == "respond"]
+    idx = [i for i, r in enumerate(rows) if r[label_column] == "respond" and r.get("answer") != "dataset"]
     prompts = [request_text(prompt_messages(rows[i], i)) for i in idx]
     answers = generate_responses(model, tokenizer, prompts, **kwargs)
-    out = [dict(r, answer="template") for r in rows]
+    out = [dict(r, answer=r.get("answer", "template")) for r in rows]
     for i, a in zip(idx, answers):
         if a:
             out[i]["completion"] = [{"role": "assistant", "content": a}]

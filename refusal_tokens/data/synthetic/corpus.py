@@ -232,3 +232,35 @@ def _row(prompt: str, answer: str, label: str, kind: str, source: str, template:
         "source": source,
         "template": template,
     }
+
+
+GENERIC_REFUSALS: tuple[str, ...] = (
+    "I'm sorry, but I can't help with that request.",
+    "I can't help with this one.",
+    "Sorry, that's not something I can do.",
+)
+"""Refusal wordings of a custom category that no synthetic source feeds."""
+
+
+def refusal_wordings(taxonomy: RefusalTaxonomy | str) -> dict[str, tuple[str, ...]]:
+    """The refusal wordings of each category of `taxonomy`: those of the synthetic sources that feed it (see
+    `category_sources`), or `GENERIC_REFUSALS` for a custom category without sources.
+
+    They complete the answers of real should-refuse prompts that come without one (CoCoNot's prompts, for example).
+
+    Example:
+
+    ```python
+    >>> wordings = refusal_wordings("coconot")
+    >>> len(wordings["humanizing"]) > 1
+    True
+    ```
+    """
+    taxonomy = get_taxonomy(taxonomy)
+    mapping = dict(PRESET_SOURCES.get(taxonomy.name, {}))
+    out: dict[str, tuple[str, ...]] = {}
+    for name in taxonomy.names:
+        sources = mapping.get(name) or ((name,) if name in SOURCES else ())
+        wordings = tuple(w for s in sources for w in SOURCES[s].refusals)
+        out[name] = wordings or GENERIC_REFUSALS
+    return out
