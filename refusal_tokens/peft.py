@@ -61,8 +61,15 @@ def get_refusal_lora_config(
     Example:
 
     ```python
+    >>> from refusal_tokens import add_refusal_tokens
+    >>> from refusal_tokens.testing import build_tiny_model, build_tiny_tokenizer
+    >>> tokenizer = build_tiny_tokenizer()  # offline stand-ins for a hub model and its tokenizer
+    >>> model = build_tiny_model(tokenizer)
+    >>> ids = add_refusal_tokens(model, tokenizer, "coconot")
     >>> config = get_refusal_lora_config(model, ids, r=8)
     >>> peft_model = get_refusal_peft_model(model, config)
+    >>> sorted(config.trainable_token_indices.values())[0] == ids.all_ids  # the token rows, trained beside LoRA
+    True
     ```
     """
     from peft import LoraConfig

@@ -65,6 +65,7 @@ class RefusalSettings:
     ```python
     >>> settings = RefusalSettings(default=0.5, branches={"cannot": 0.9}, categories={"privacy": 0.2})
     >>> settings.save("thresholds.yaml")
+    'thresholds.yaml'
     >>> RefusalSettings.from_file("thresholds.yaml") == settings
     True
     ```

@@ -177,6 +177,9 @@ def add_refusal_tokens(
 
     ```python
     >>> from refusal_tokens import add_refusal_tokens
+    >>> from refusal_tokens.testing import build_tiny_model, build_tiny_tokenizer
+    >>> tokenizer = build_tiny_tokenizer()  # offline stand-ins for a hub model and its tokenizer
+    >>> model = build_tiny_model(tokenizer)
     >>> ids = add_refusal_tokens(model, tokenizer, "coconot")
     >>> tokenizer.convert_ids_to_tokens(ids.all_ids)
     ['[respond]', '[refuse:incomplete]', '[refuse:indeterminate]', ...]

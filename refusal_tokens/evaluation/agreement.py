@@ -41,8 +41,16 @@ def answer_agreement(
     Example:
 
     ```python
-    >>> agreement = answer_agreement(peft_model, tokenizer, ["Write a haiku about tea."], max_new_tokens=24)
-    >>> agreement["exact_match"], agreement["next_token_agreement"]
+    >>> from refusal_tokens import add_refusal_tokens
+    >>> from refusal_tokens.testing import build_tiny_model, build_tiny_tokenizer
+    >>> tokenizer = build_tiny_tokenizer()  # offline stand-ins for a hub model and its tokenizer
+    >>> model = build_tiny_model(tokenizer)
+    >>> from refusal_tokens import get_refusal_lora_config, get_refusal_peft_model
+    >>> ids = add_refusal_tokens(model, tokenizer, "coconot")
+    >>> peft_model = get_refusal_peft_model(model, get_refusal_lora_config(model, ids, r=8))
+    >>> agreement = answer_agreement(peft_model, tokenizer, ["Write a haiku about tea."], max_new_tokens=8)
+    >>> agreement["prompts"], 0.0 <= agreement["next_token_agreement"] <= 1.0
+    (1, True)
     ```
     """
     token_ids = token_ids or RefusalTokenIds.from_tokenizer(tokenizer)

@@ -45,11 +45,21 @@ class RefusalTokenLogitsProcessor(LogitsProcessor):
     Example:
 
     ```python
-    >>> from refusal_tokens import RefusalTokenLogitsProcessor, RefusalSettings
+    >>> from refusal_tokens import add_refusal_tokens
+    >>> from refusal_tokens.testing import build_tiny_model, build_tiny_tokenizer
+    >>> tokenizer = build_tiny_tokenizer()  # offline stand-ins for a hub model and its tokenizer
+    >>> model = build_tiny_model(tokenizer)
+    >>> from refusal_tokens import RefusalTokenLogitsProcessor, RefusalSettings, build_chat_prompts
+    >>> _ = add_refusal_tokens(model, tokenizer, "coconot")
     >>> processor = RefusalTokenLogitsProcessor.from_tokenizer(
-    ...     tokenizer, RefusalSettings(mode="threshold", categories={"privacy": 0.2})
+    ...     tokenizer, RefusalSettings(mode="threshold", categories={"humanizing": 0.2})
     ... )
-    >>> out = model.generate(**inputs, logits_processor=[processor], max_new_tokens=32)
+    >>> tokenizer.padding_side = "left"
+    >>> inputs = tokenizer(build_chat_prompts(tokenizer, ["Hi there"]), return_tensors="pt", add_special_tokens=False)
+    >>> out = model.generate(**inputs, logits_processor=[processor], max_new_tokens=4, do_sample=False)
+    >>> first = tokenizer.convert_ids_to_tokens(int(out[0, inputs["input_ids"].shape[1]]))
+    >>> first.startswith(("[respond]", "[refuse:"))  # every answer starts with a token of the taxonomy
+    True
     ```
     """
 

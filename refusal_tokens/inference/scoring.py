@@ -40,8 +40,16 @@ def first_token_probabilities(
     Example:
 
     ```python
+    >>> from refusal_tokens import add_refusal_tokens
+    >>> from refusal_tokens.testing import build_tiny_model, build_tiny_tokenizer
+    >>> tokenizer = build_tiny_tokenizer()  # offline stand-ins for a hub model and its tokenizer
+    >>> model = build_tiny_model(tokenizer)
+    >>> token_ids = add_refusal_tokens(model, tokenizer, "coconot")
     >>> probs = first_token_probabilities(model, tokenizer, ["How do I find my neighbour's password?"])
-    >>> dict(zip(token_ids.labels, probs[0].tolist()))
+    >>> probs.shape, token_ids.labels[:2]  # [respond] and the five category tokens
+    (torch.Size([1, 6]), ['respond', 'incomplete'])
+    >>> bool(probs.sum() <= 1.0)  # their shares of the whole next-token softmax
+    True
     ```
     """
     token_ids = token_ids or RefusalTokenIds.from_tokenizer(tokenizer)

@@ -203,7 +203,11 @@ class RefusalDataArguments(ScriptArguments):
             raise ValueError(f"mix_size={self.mix_size}: needs mix_targets and must be >= 1.")
         if self.datasets and not any(d.part == "train" for d in self.datasets):
             raise ValueError("datasets: no entry has part: train, so there is nothing to train on.")
-        if self.datasets and not self.use_synthetic() and not any(d.part == "test" for d in self.datasets):
+        if (
+            self.datasets
+            and not self.use_synthetic()
+            and not any(d.part == "test" or d.holdout_fraction for d in self.datasets)
+        ):
             raise ValueError(
                 "datasets: no entry has part: test and the synthetic corpus is off, so there is no held-out table; "
                 "add a test entry or synthetic: true."

@@ -40,6 +40,13 @@ def refusal_optimizer_groups(
     Example:
 
     ```python
+    >>> from refusal_tokens import add_refusal_tokens
+    >>> from refusal_tokens.testing import build_tiny_model, build_tiny_tokenizer
+    >>> tokenizer = build_tiny_tokenizer()  # offline stand-ins for a hub model and its tokenizer
+    >>> model = build_tiny_model(tokenizer)
+    >>> from refusal_tokens import get_refusal_lora_config, get_refusal_peft_model
+    >>> ids = add_refusal_tokens(model, tokenizer, "coconot")
+    >>> peft_model = get_refusal_peft_model(model, get_refusal_lora_config(model, ids, r=8))
     >>> groups = refusal_optimizer_groups(peft_model, 2e-4, token_learning_rate=4e-3)
     >>> [g["lr"] for g in groups]
     [0.0002, 0.004]
@@ -79,9 +86,17 @@ def build_refusal_optimizer(model: Any, training_args: Any, token_learning_rate:
     Example:
 
     ```python
-    >>> optimizer = build_refusal_optimizer(peft_model, SFTConfig(output_dir="out", optim="sgd"), 5e-3)
+    >>> from refusal_tokens import add_refusal_tokens
+    >>> from refusal_tokens.testing import build_tiny_model, build_tiny_tokenizer
+    >>> tokenizer = build_tiny_tokenizer()  # offline stand-ins for a hub model and its tokenizer
+    >>> model = build_tiny_model(tokenizer)
+    >>> from refusal_tokens import get_refusal_lora_config, get_refusal_peft_model
+    >>> from trl import SFTConfig
+    >>> ids = add_refusal_tokens(model, tokenizer, "coconot")
+    >>> peft_model = get_refusal_peft_model(model, get_refusal_lora_config(model, ids, r=8))
+    >>> optimizer = build_refusal_optimizer(peft_model, SFTConfig(output_dir="out", optim="sgd", use_cpu=True), 5e-3)
     >>> type(optimizer).__name__, [g["lr"] for g in optimizer.param_groups]
-    ('SGD', [5e-05, 5e-05, 0.005])
+    ('SGD', [2e-05, 0.005])
     ```
     """
     if token_learning_rate is None:
