@@ -68,7 +68,7 @@ CONFIGS: dict[str, dict[str, Any] | None] = {
     "synthetic": SYNTHETIC_ONLY,
     "real": {"synthetic": False},
     "real+synthetic": {},  # the quickstart as shipped
-    "real+synthetic-120steps": {"max_steps": 120},
+    "real+synthetic-90steps": {"max_steps": 90},
     "real+synthetic-allrows": {"mix_targets": None, "mix_size": None},
 }
 
@@ -258,7 +258,7 @@ def calibration_table(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["untrained", "synthetic", "real", "real+synthetic"],
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS),
                         choices=list(CONFIGS))  # fmt: skip
     parser.add_argument("--data", default=DATA)
     parser.add_argument("--out-root", default=os.path.join(ROOT, "outputs", "bench-real"))

@@ -103,7 +103,8 @@ def test_report_names_targets_the_probabilities_cannot_give():
     report = calibration_report(probs, truth, TAX, targets)
     assert set(report["unreached"]) == {"indeterminate"}
     assert report["unreached"]["indeterminate"] in (0.0, 1.0)
-    assert "indeterminate: target 0.500 not reachable" in format_calibration_report(report)
+    assert "NOT REACHED: indeterminate target 0.500" in format_calibration_report(report)
+    assert report["all_targets_reached"] is False
 
 
 def test_leakage_is_detected_when_categories_compete():
@@ -159,3 +160,26 @@ def test_bad_targets_are_rejected(tmp_path):
         CalibrationTargets(max_over_refusal=0.1, rule="first")
     path.write_text("max_over_refusal: 0.1\nrule: top\n")
     assert CalibrationTargets.from_file(path).rule == "top"
+
+
+def test_a_ceiling_without_should_answer_prompts_is_an_error_not_all_zero_thresholds():
+    # only refusal prompts: every threshold "meets" max_over_refusal, down to refusing everything
+    probs, truth = _incomplete_spread_then(torch.tensor([[0.3, 0.0, 0.7, 0.0, 0.0, 0.0]] * 20))
+    refusing = truth != 0
+    with pytest.raises(ValueError, match="max_over_refusal=0.1 cannot be measured: .* no respond"):
+        calibration_report(probs[refusing], truth[refusing], TAX, CalibrationTargets(max_over_refusal=0.1))
+    with pytest.raises(ValueError, match=r"refusal_rates for \['humanizing'\] cannot be measured"):
+        calibration_report(probs, truth, TAX, CalibrationTargets(refusal_rates={"humanizing": 0.5}))
+
+
+def test_an_unreachable_ceiling_is_flagged_in_the_report():
+    # respond prompts that look exactly like incomplete prompts: a 0.9 incomplete rate refuses 90% of them too
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(200, generator=g)
+    probs = torch.zeros(200, 6)
+    probs[:, 0], probs[:, 1] = 1 - p, p
+    truth = torch.tensor([1, 0] * 100)
+    targets = CalibrationTargets(refusal_rates={"incomplete": 0.9}, max_over_refusal=0.05)
+    report = calibration_report(probs, truth, TAX, targets)
+    assert report["unreached"]["over_refusal"] > 0.5 and report["all_targets_reached"] is False
+    assert "NOT REACHED: over-refusal ceiling 0.050" in format_calibration_report(report)

@@ -149,6 +149,7 @@ def calibrate_thresholds(
         raise ValueError(
             f"targets name unknown categories {unknown}; taxonomy {taxonomy.name!r} has {taxonomy.names}."
         )
+    _check_measurable(truth, taxonomy, targets, "the prompts given")
     tau = dict.fromkeys(taxonomy.names, targets.default_threshold)
     free = [c for c in taxonomy.names if c not in targets.refusal_rates]
     ceiling = targets.max_over_refusal is not None and bool(free)
@@ -163,6 +164,22 @@ def calibrate_thresholds(
     if ceiling:  # last, so the ceiling holds on these prompts whatever the rate targets refuse
         _share_ceiling(probs, truth, taxonomy, targets, tau, free)
     return RefusalSettings(mode="threshold", default=targets.default_threshold, categories=tau, rule=targets.rule)
+
+
+def _check_measurable(truth: torch.Tensor, taxonomy: RefusalTaxonomy, targets: CalibrationTargets, where: str) -> None:
+    """A target that no prompt can measure would be met by any threshold (or by refusing everything): an error."""
+    if targets.max_over_refusal is not None and not bool((truth == 0).any()):
+        raise ValueError(
+            f"max_over_refusal={targets.max_over_refusal} cannot be measured: {where} hold no respond "
+            "(should-answer) prompts, so any threshold meets it, down to refusing everything; add should-answer "
+            "prompts or remove max_over_refusal."
+        )
+    empty = [c for c in targets.refusal_rates if not bool((truth == taxonomy.names.index(c) + 1).any())]
+    if empty:
+        raise ValueError(
+            f"refusal_rates for {empty} cannot be measured: {where} hold no prompts of those categories; add "
+            "labelled prompts of them or remove their targets."
+        )
 
 
 def _share_ceiling(
@@ -311,6 +328,8 @@ def calibration_report(
     truth = truth.long().cpu()
     _check_inputs(probs, truth, taxonomy)
     cal, held = split_halves(len(truth), seed)
+    _check_measurable(truth[cal], taxonomy, targets, "the calibration half of the prompts")
+    _check_measurable(truth[held], taxonomy, targets, "the held-out half of the prompts")
     settings = calibrate_thresholds(probs[cal], truth[cal], taxonomy, targets)
     on_cal = refusal_rates(probs[cal], truth[cal], settings, taxonomy)
     on_held = refusal_rates(probs[held], truth[held], settings, taxonomy)
@@ -335,6 +354,9 @@ def calibration_report(
     for c, t in targets.refusal_rates.items():
         if cal_n[c] and abs(on_cal[c] - t) > max(1 / cal_n[c], 0.02) + 1e-6:
             unreached[c] = on_cal[c]
+    ceiling = targets.max_over_refusal
+    if ceiling is not None and on_cal["over_refusal"] > ceiling + max(1 / cal_n["respond"], 0.02) + 1e-6:
+        unreached["over_refusal"] = on_cal["over_refusal"]  # the rate targets alone refuse more respond prompts
     return {
         "settings": settings.to_dict(),
         "targets": {
@@ -347,6 +369,7 @@ def calibration_report(
         "error": error,
         "sampling_error": sampling_error,
         "unreached": unreached,
+        "all_targets_reached": not unreached,
         "leakage": cross_category_leakage(probs[held], truth[held], settings, taxonomy),
         "support": support,
     }
@@ -382,8 +405,14 @@ def format_calibration_report(report: dict[str, Any]) -> str:
     )
     rule = report["targets"].get("rule", "passing")
     for c, got in report.get("unreached", {}).items():
+        if c == "over_refusal":
+            lines.append(
+                f"NOT REACHED: over-refusal ceiling {ceiling:.3f} (calibration half: {got:.3f}); the rate targets "
+                "alone refuse more should-answer prompts than that: lower them or raise max_over_refusal"
+            )
+            continue
         lines.append(
-            f"{c}: target {targets[c]:.3f} not reachable (calibration half: {got:.3f}); other categories' "
+            f"NOT REACHED: {c} target {targets[c]:.3f} (calibration half: {got:.3f}); other categories' "
             "thresholds or ties decide these prompts"
         )
     lines.append(
@@ -423,6 +452,14 @@ def run_calibration(
         The report of `calibration_report`, with `thresholds_file` and `plots` (file paths) added.
     """
     report = calibration_report(probs, truth, taxonomy, targets, seed=seed)
+    if report["unreached"]:
+        got = ", ".join(f"{k} {v:.3f}" for k, v in report["unreached"].items())
+        logger.warning(
+            "calibration: targets NOT reached on the calibration half (%s); the thresholds are the closest the model "
+            "gives, flagged in %s (all_targets_reached: false).",
+            got,
+            REPORT_FILE,
+        )
     os.makedirs(output_dir, exist_ok=True)
     settings = RefusalSettings.from_dict(report["settings"])
     report["thresholds_file"] = settings.save(os.path.join(output_dir, THRESHOLDS_FILE))
