@@ -20,8 +20,13 @@ RESPOND_TOKEN = "[respond]"
 RESPOND_LABEL = "respond"
 BRANCHES = ("cannot", "should_not")
 TAXONOMY_FILE = "refusal_taxonomy.json"
+TAXONOMY_KEY = "refusal_taxonomy"
+ZERO_WIDTH_SPACE = "\u200b"
+"""Key of the taxonomy in a tokenizer's `init_kwargs` and a model's config (stored by `add_refusal_tokens`)."""
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_PLAIN_WORD_RE = re.compile(r"^[\w\-']+$")
+"""A token string made only of word characters: ordinary text (a user's prompt) would contain it."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,11 @@ class RefusalTaxonomy:
             raise ValueError(f"Taxonomy {self.name!r} has no categories: give at least one refusal category.")
         seen_names: set[str] = set()
         seen_tokens: set[str] = {self.respond_token}
+        if not self.respond_token or _PLAIN_WORD_RE.match(self.respond_token):
+            raise ValueError(
+                f"taxonomy {self.name!r}: respond_token {self.respond_token!r} is a plain word, which ordinary text "
+                "contains; use marked-up text such as '[respond]'."
+            )
         for i, cat in enumerate(self.categories):
             where = f"taxonomy {self.name!r}, category #{i} ({cat.name!r})"
             if not _NAME_RE.match(cat.name or ""):
@@ -91,6 +101,11 @@ class RefusalTaxonomy:
                 raise ValueError(f"{where}: duplicate category name {cat.name!r}; names must be unique.")
             if not cat.token or cat.token != cat.token.strip() or any(ch.isspace() for ch in cat.token):
                 raise ValueError(f"{where}: token {cat.token!r} must be non-empty and contain no whitespace.")
+            if _PLAIN_WORD_RE.match(cat.token):
+                raise ValueError(
+                    f"{where}: token {cat.token!r} is a plain word, which ordinary text contains; use marked-up text "
+                    f"such as '[refuse:{cat.name}]'."
+                )
             if cat.token in seen_tokens:
                 raise ValueError(
                     f"{where}: token {cat.token!r} is already used "
@@ -155,6 +170,32 @@ class RefusalTaxonomy:
             f"unknown label {label!r}: expected {RESPOND_LABEL!r} or one of the categories of taxonomy "
             f"{self.name!r}: {self.names}"
         )
+
+    def escape(self, text: str) -> str:
+        """`text` with every token string of the taxonomy broken by a zero-width space after its first character.
+
+        User text must never become a refusal token: a prompt that says `[refuse:privacy]` would otherwise be
+        tokenized into the special token itself (in training data and at inference). The escaped text reads the
+        same and tokenizes as ordinary text. `build_chat_prompts` and `tag_example` apply it to every user and
+        system turn, and to response text after the leading token.
+
+        Example:
+
+        ```python
+        >>> taxonomy = get_taxonomy("coconot")
+        >>> escaped = taxonomy.escape("Start your answer with [respond] please")
+        >>> "[respond]" in escaped, escaped.replace(ZERO_WIDTH_SPACE, "")
+        (False, 'Start your answer with [respond] please')
+        ```
+        """
+        for tok in self.all_tokens:
+            if tok in text:
+                text = text.replace(tok, tok[0] + ZERO_WIDTH_SPACE + tok[1:])
+        return text
+
+    def contains_token(self, text: Any) -> bool:
+        """Whether `text` (a string) contains the text of one of the taxonomy's tokens."""
+        return isinstance(text, str) and any(tok in text for tok in self.all_tokens)
 
     def token_for(self, label: str) -> str:
         """Token string for a label (category name or `"respond"`)."""
@@ -235,7 +276,25 @@ class RefusalTaxonomy:
         special = set(getattr(tokenizer, "all_special_tokens", [])) | {
             str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
         }
+        from_tokens_key = tokenizer.init_kwargs.get(TAXONOMY_KEY) if hasattr(tokenizer, "init_kwargs") else None
+        ours = set(RefusalTaxonomy.from_dict(from_tokens_key).all_tokens) if from_tokens_key else set()
+        roles = {
+            name: getattr(tokenizer, name, None)
+            for name in ("eos_token", "pad_token", "bos_token", "unk_token", "sep_token", "cls_token", "mask_token")
+        }
         for tok in self.all_tokens:
+            role = next((name for name, value in roles.items() if value == tok), None)
+            if role is not None:
+                raise ValueError(
+                    f"Token {tok!r} of taxonomy {self.name!r} is the tokenizer's {role}; its embedding row would be "
+                    "overwritten and the decision rule would ban it after the first token (so generation could not "
+                    "stop); choose another token string."
+                )
+            if tok in special and tok not in ours:
+                raise ValueError(
+                    f"Token {tok!r} of taxonomy {self.name!r} is already a special token of this tokenizer (id "
+                    f"{vocab.get(tok)}), with a meaning of its own; choose another token string."
+                )
             if tok in vocab and tok not in special:
                 raise ValueError(
                     f"Token {tok!r} already exists in the tokenizer's ordinary vocabulary (id {vocab[tok]}), so "

@@ -8,11 +8,10 @@ from typing import Any
 
 import torch
 
-from .taxonomy import RESPOND_LABEL, RefusalTaxonomy, get_taxonomy
+from .taxonomy import RESPOND_LABEL, TAXONOMY_KEY, RefusalTaxonomy, get_taxonomy
 
 # Key under which the taxonomy is stored in `tokenizer.init_kwargs` (hence in tokenizer_config.json) and in
 # `model.config` (hence in config.json), so a reloaded tokenizer or model carries it without extra files.
-TAXONOMY_KEY = "refusal_taxonomy"
 PAD_KEY = "refusal_pad_to_multiple_of"
 """Key (in `tokenizer.init_kwargs`) of the `pad_to_multiple_of` the embeddings were resized with, so a base model
 rebuilt to load an adapter gets the same padded vocabulary (the padding rows take part in every softmax)."""
@@ -194,10 +193,12 @@ def add_refusal_tokens(
             f"This tokenizer already carries refusal taxonomy {stored.get('name')!r}, which differs from "
             f"{taxonomy.name!r}; start from the base tokenizer to use another taxonomy."
         )
+    # Always checked, also for tokens already in the vocabulary: a token equal to EOS or another special token would
+    # have its row overwritten and be banned after the first position.
+    taxonomy.check_tokenizer(tokenizer)
     existing = set(tokenizer.get_vocab())
     missing = [t for t in taxonomy.all_tokens if t not in existing]
     if missing:
-        taxonomy.check_tokenizer(tokenizer)
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     tokenizer.init_kwargs[TAXONOMY_KEY] = taxonomy.to_dict()
     if pad_to_multiple_of is None:

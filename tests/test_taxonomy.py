@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from refusal_tokens import RefusalTaxonomy, add_refusal_tokens, get_taxonomy
@@ -91,11 +93,51 @@ def test_unknown_preset_names_the_choices():
 
 
 def test_token_already_in_ordinary_vocabulary_is_rejected(tokenizer):
-    ordinary = next(t for t in tokenizer.get_vocab() if len(t) > 3 and t.isalpha())
+    special = set(tokenizer.all_special_tokens) | {str(t) for t in tokenizer.added_tokens_decoder.values()}
+    ordinary = next(
+        t
+        for t in sorted(tokenizer.get_vocab())
+        if len(t) > 1 and not re.fullmatch(r"[\w\-']+", t) and t not in special
+    )
     tax = RefusalTaxonomy.from_dict(
         {"name": "t", "categories": [{"name": "a", "token": ordinary, "branch": "cannot", "description": "x"}]}
     )
     with pytest.raises(ValueError, match="ordinary vocabulary"):
+        add_refusal_tokens(build_tiny_model(tokenizer), tokenizer, tax)
+
+
+def test_plain_word_tokens_are_rejected_at_construction():
+    # user text containing the word would become the token
+    with pytest.raises(ValueError, match="token 'privacy' is a plain word"):
+        RefusalTaxonomy.from_dict(
+            {"name": "t", "categories": [{"name": "a", "token": "privacy", "branch": "cannot", "description": "x"}]}
+        )
+    with pytest.raises(ValueError, match="respond_token 'ok' is a plain word"):
+        RefusalTaxonomy.from_dict(
+            {
+                "name": "t",
+                "respond_token": "ok",
+                "categories": [{"name": "a", "token": "[a]", "branch": "cannot", "description": "x"}],
+            }
+        )
+
+
+@pytest.mark.parametrize("role", ["eos_token", "pad_token"])
+def test_a_token_equal_to_eos_or_pad_is_refused(tokenizer, role):
+    # its row would be overwritten and it would be banned after the first token: generation could not stop
+    tok = getattr(tokenizer, role)
+    tax = RefusalTaxonomy.from_dict(
+        {"name": "t", "categories": [{"name": "a", "token": tok, "branch": "cannot", "description": "x"}]}
+    )
+    with pytest.raises(ValueError, match=f"is the tokenizer's {role}"):
+        add_refusal_tokens(build_tiny_model(tokenizer), tokenizer, tax)
+
+
+def test_a_token_equal_to_another_special_token_is_refused(tokenizer):
+    tax = RefusalTaxonomy.from_dict(
+        {"name": "t", "categories": [{"name": "a", "token": "<|im_start|>", "branch": "cannot", "description": "x"}]}
+    )
+    with pytest.raises(ValueError, match="already a special token of this tokenizer"):
         add_refusal_tokens(build_tiny_model(tokenizer), tokenizer, tax)
 
 

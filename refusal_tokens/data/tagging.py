@@ -9,6 +9,12 @@ Supported formats (TRL's names):
 
 The token is prepended with no separator: it is a special token, so the response text tokenises exactly as before
 and the token becomes the first completion token, which completion-only and assistant-only losses train.
+
+Token text inside the rows (a user turn that says `[respond]`, a response quoting `[refuse:privacy]`) is escaped
+(`RefusalTaxonomy.escape`): only the tag itself is ever the special token. Conversations (`messages`) are tagged on
+their last assistant turn, the one the label describes; earlier assistant turns are left as they are (TRL still
+trains on them unless the loss is restricted to the completion: split a multi-turn set into prompt-completion rows,
+one per answer, to label and train each answer with its token).
 """
 
 from __future__ import annotations
@@ -28,10 +34,24 @@ def _prefix_text(text: Any, token: str, taxonomy: RefusalTaxonomy, where: str) -
         raise TaggingError(f"{where}: expected a string response, got {type(text).__name__}.")
     for existing in taxonomy.all_tokens:
         if text.startswith(existing):
-            if existing == token:
-                return text  # already tagged with the same label: tagging is idempotent
+            if existing == token:  # already tagged with the same label: tagging is idempotent
+                return token + taxonomy.escape(text[len(token) :])
             raise TaggingError(f"{where}: already starts with {existing!r}, but the label says {token!r}.")
-    return token + text
+    return token + taxonomy.escape(text)
+
+
+def _escape_turns(value: Any, taxonomy: RefusalTaxonomy, skip: int | None = None) -> Any:
+    """A prompt (text or messages) with token text escaped in every turn but an assistant turn at index `skip`."""
+    if isinstance(value, str):
+        return taxonomy.escape(value)
+    if is_messages(value):
+        return [
+            dict(m, content=taxonomy.escape(m["content"]))
+            if i != skip and m.get("role") != "assistant" and isinstance(m.get("content"), str)
+            else m
+            for i, m in enumerate(value)
+        ]
+    return value
 
 
 def _prefix_messages(messages: Any, token: str, taxonomy: RefusalTaxonomy, where: str) -> list[dict]:
@@ -93,9 +113,14 @@ def tag_example(
         except ValueError as e:
             raise TaggingError(f"row {index}: field {field!r}: {e}") from None
 
+    if "prompt" in out:
+        out["prompt"] = _escape_turns(out["prompt"], taxonomy)
     if fmt == "messages":
         out["messages"] = _prefix_messages(
-            example["messages"], token(label, "messages"), taxonomy, f"row {index}: field 'messages'"
+            _escape_turns(example["messages"], taxonomy),
+            token(label, "messages"),
+            taxonomy,
+            f"row {index}: field 'messages'",
         )
     elif fmt == "prompt_completion":
         out["completion"] = _prefix_response(

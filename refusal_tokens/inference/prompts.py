@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..taxonomy import TAXONOMY_KEY, RefusalTaxonomy
+
 Prompt = str | list[dict[str, str]]
 """A user prompt (one user turn) or a conversation as a list of `{"role", "content"}` messages."""
 
@@ -13,17 +15,20 @@ def build_chat_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[str]:
     """Render prompts as the text that precedes the first assistant token.
 
     A string becomes a single user turn; a list of messages is used as is. With no chat template, strings are used
-    verbatim.
+    verbatim. When the tokenizer carries refusal tokens, their text in user and system turns is escaped
+    (`RefusalTaxonomy.escape`), so no prompt can put a refusal token into the model's input.
 
     Raises:
         `ValueError`: naming the index of a prompt that is neither a string nor a list of messages.
     """
     has_template = bool(getattr(tokenizer, "chat_template", None))
+    stored = getattr(tokenizer, "init_kwargs", {}).get(TAXONOMY_KEY)
+    taxonomy = RefusalTaxonomy.from_dict(stored) if stored else None
     texts = []
     for i, p in enumerate(prompts):
         if isinstance(p, str):
             if not has_template:
-                texts.append(p)
+                texts.append(taxonomy.escape(p) if taxonomy else p)
                 continue
             messages = [{"role": "user", "content": p}]
         elif isinstance(p, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in p):
@@ -32,6 +37,13 @@ def build_chat_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[str]:
             messages = p
         else:
             raise ValueError(f"prompt {i}: expected a string or a list of {{'role', 'content'}} messages, got {p!r}.")
+        if taxonomy is not None:
+            messages = [
+                dict(m, content=taxonomy.escape(m["content"]))
+                if m["role"] != "assistant" and isinstance(m["content"], str)
+                else m
+                for m in messages
+            ]
         texts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     return texts
 
