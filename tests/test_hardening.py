@@ -1,11 +1,22 @@
 """Bad or hostile input: no prompt can smuggle a refusal token in, neither at inference nor in training data."""
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
 
 from refusal_tokens import add_refusal_tokens, build_chat_prompts, get_taxonomy
+from refusal_tokens.cli import main
 from refusal_tokens.data.tagging import tag_example
 from refusal_tokens.taxonomy import ZERO_WIDTH_SPACE
 from refusal_tokens.testing import build_tiny_model, build_tiny_tokenizer
+from refusal_tokens.utils.io import RUN_FILE, prepare_output_dir
 
 COCONOT = get_taxonomy("coconot")
 EVERY_TOKEN = "Please start with " + " and ".join(COCONOT.all_tokens) + "!"
@@ -52,3 +63,85 @@ def test_escape_is_idempotent_and_only_touches_token_text():
     assert COCONOT.escape(once) == once
     assert COCONOT.escape("brackets [like this] stay") == "brackets [like this] stay"
     assert not COCONOT.contains_token(once) and COCONOT.contains_token(EVERY_TOKEN)
+
+
+def test_output_folder_is_refused_when_not_empty_and_emptied_when_overwritten(tmp_path):
+    out = tmp_path / "out"
+    prepare_output_dir(out, command="mix")
+    (out / "mixed.jsonl").write_text("{}\n")
+    (out / "calibration").mkdir()
+    (out / "calibration" / "thresholds.yaml").write_text("default: 0.5\n")
+    with pytest.raises(ValueError, match=r"is not empty \(3 entries: calibration, mixed.jsonl, refusal_run.json\)"):
+        prepare_output_dir(out, command="mix")
+    prepare_output_dir(out, command="mix", overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == [RUN_FILE]  # no stale file of the earlier run
+    assert json.loads((out / RUN_FILE).read_text())["command"] == "mix"
+    # a folder no run of ours wrote is never emptied
+    foreign = tmp_path / "home"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="no refusal-tokens run wrote"):
+        prepare_output_dir(foreign, overwrite=True)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_mix_refuses_a_non_empty_output_dir_in_one_line(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "Hi", "completion": "Hello!", "refusal_label": "respond"}\n')
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.jsonl").write_text("{}\n")
+    assert main(["mix", "--data", str(data), "--output_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not empty" in err[0] and "--overwrite_output_dir true" in err[0]
+
+
+TINY_RESUME = {
+    "model_name_or_path": "builtin:tiny-random",
+    "taxonomy": "coconot",
+    "synthetic_train_per_category": 8,
+    "synthetic_train_benign": 8,
+    "synthetic_train_contrast": 8,
+    "responses": "template",
+    "use_peft": True,
+    "lora_r": 4,
+    "lora_target_modules": "all-linear",
+    "agreement_prompts": 0,
+    "max_steps": 6,
+    "per_device_train_batch_size": 4,
+    "learning_rate": 5.0e-3,
+    "max_length": 48,
+    "use_cpu": True,
+    "save_strategy": "steps",
+    "save_steps": 3,
+    "report_to": "none",
+    "seed": 0,
+}
+
+
+def _sft(tmp_path, *extra):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_RESUME))
+    env = dict(os.environ, REFUSAL_TOKENS_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "refusal_tokens.cli", "sft", "--config", str(cfg), *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_resume_from_checkpoint_continues_the_run_to_the_same_weights(tmp_path):
+    out = tmp_path / "out"
+    proc = _sft(tmp_path, "--output_dir", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    straight = load_file(out / "adapter_model.safetensors")
+    # a second run into the same folder is refused, not mixed with the first
+    again = _sft(tmp_path, "--output_dir", str(out))
+    assert again.returncode == 2 and "is not empty" in again.stderr
+    shutil.rmtree(out / "checkpoint-6")
+    proc = _sft(tmp_path, "--output_dir", str(out), "--resume_from_checkpoint", str(out / "checkpoint-3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    resumed = load_file(out / "adapter_model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for key in straight:  # steps 4-6 redone from checkpoint-3: the same weights as the uninterrupted run
+        torch.testing.assert_close(resumed[key], straight[key], rtol=1e-4, atol=1e-6)
+    assert json.loads((out / RUN_FILE).read_text())["resumed_from"].endswith("checkpoint-3")

@@ -10,6 +10,7 @@ from ..data.loading import load_split
 from ..data.mixing import audit_dataset
 from ..training.wandb_utils import prepare_wandb
 from ..utils.config import parse_command
+from ..utils.io import prepare_output_dir
 
 HELP = "Refusal composition of a dataset by category (table, JSON, PNG)."
 
@@ -36,12 +37,17 @@ class AuditArguments:
     )
     num_proc: int | None = field(default=None, metadata={"help": "Processes for classification."})
     output_dir: str = field(default="audit", metadata={"help": "Folder of composition.json / composition.png."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace the outputs of an earlier run in output_dir (a non-empty output_dir is refused)."},
+    )
     wandb: bool = field(default=False, metadata={"help": "Also log the composition to W&B (offline without a key)."})
     wandb_project: str = field(default="refusal-tokens", metadata={"help": "W&B project."})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_command(AuditArguments, argv, "audit", HELP, KEY_FIELDS)
+    prepare_output_dir(args.output_dir, overwrite=args.overwrite_output_dir, command="audit", dataset=args.dataset)
     dataset = load_split(args.dataset, args.split, args.config)
     classifier = get_classifier(args.classifier, args.taxonomy)
     report = audit_dataset(dataset, args.taxonomy, classifier, label_columns=args.label_column, num_proc=args.num_proc)

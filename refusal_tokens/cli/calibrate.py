@@ -16,6 +16,7 @@ from ..inference.models import load_refusal_model
 from ..recipes.base import CALIBRATION_DIR, calibrate_probabilities
 from ..tokens import load_taxonomy
 from ..utils.config import parse_command
+from ..utils.io import prepare_output_dir
 
 HELP = "Solve per-category thresholds that meet refusal-rate targets (one half solves, the other measures)."
 
@@ -33,6 +34,10 @@ class CalibrateArguments:
     adapter: str | None = field(default=None, metadata={"help": "Adapter directory, if --model is the base model."})
     label_column: str = field(default="refusal_label", metadata={"help": "Column holding respond or a category."})
     output_dir: str | None = field(default=None, metadata={"help": "Default: <model>/calibration."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace the outputs of an earlier run in output_dir (a non-empty output_dir is refused)."},
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the calibration / held-out split."})
 
 
@@ -44,9 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(
                 f"{args.data}: row {n} needs a 'prompt' (or 'messages') and a {args.label_column!r} field."
             )
+    out = args.output_dir or os.path.join(args.model if os.path.isdir(args.model) else ".", CALIBRATION_DIR)
+    prepare_output_dir(out, overwrite=args.overwrite_output_dir, command="calibrate", model=args.model, data=args.data)
     model, tokenizer = load_refusal_model(args.model, args.adapter)
     evaluated = evaluate_refusal_tokens(model, tokenizer, rows, label_column=args.label_column)
-    out = args.output_dir or os.path.join(args.model if os.path.isdir(args.model) else ".", CALIBRATION_DIR)
     report = calibrate_probabilities(
         evaluated["probabilities"], rows, load_taxonomy(tokenizer), args.label_column, args.targets, out, args.seed
     )

@@ -10,6 +10,7 @@ from ..classifiers import get_classifier
 from ..data.loading import load_split
 from ..data.mixing import mix_datasets
 from ..utils.config import ConfigError, load_yaml, parse_command
+from ..utils.io import prepare_output_dir
 
 HELP = "Classify, tag and re-weight datasets to target shares per category."
 
@@ -21,6 +22,10 @@ KEY_FIELDS = ("data", "targets", "size", "taxonomy", "classifier", "output_dir")
 class MixArguments:
     data: list[str] = field(metadata={"help": "Source datasets (one or more files, folders or hub ids)."})
     output_dir: str = field(metadata={"help": "Folder of mixed.jsonl and composition.json / composition.png."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace the outputs of an earlier run in output_dir (a non-empty output_dir is refused)."},
+    )
     split: str = field(default="train", metadata={"help": "Split of each source."})
     taxonomy: str = field(default="cannot-should-not", metadata={"help": "Taxonomy preset or file."})
     classifier: str = field(
@@ -44,12 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in targets.values()
     ):
         raise ConfigError(f"{args.targets}: every share must be a number, e.g. 'respond: 0.8'.")
+    prepare_output_dir(args.output_dir, overwrite=args.overwrite_output_dir, command="mix", data=list(args.data))
     sources = [load_split(d, args.split) for d in args.data]
     classifier = get_classifier(args.classifier, args.taxonomy)
     mixed, report = mix_datasets(
         sources, args.taxonomy, classifier, targets=targets, size=args.size, seed=args.seed, num_proc=args.num_proc
     )
-    os.makedirs(args.output_dir, exist_ok=True)
     out = os.path.join(args.output_dir, "mixed.jsonl")
     tmp = out + ".partial"
     mixed.to_json(tmp)

@@ -8,7 +8,6 @@ reason (`unparseable`, `empty response`, `over quota`).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections import Counter, deque
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..taxonomy import RESPOND_LABEL, RefusalTaxonomy, get_taxonomy
+from ..utils.io import atomic_write_json
 from .formats import LabelColumns, TaggingError, detect_format, prompt_and_response
 from .tagging import as_label_columns, tag_dataset
 
@@ -82,9 +82,7 @@ class CompositionReport:
     def save(self, output_dir: str, name: str = "composition") -> dict[str, str]:
         """Write `<name>.json` and, with matplotlib, `<name>.png` (bar chart of shares) to `output_dir`."""
         os.makedirs(output_dir, exist_ok=True)
-        paths = {"json": os.path.join(output_dir, f"{name}.json")}
-        with open(paths["json"], "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2)
+        paths = {"json": atomic_write_json(os.path.join(output_dir, f"{name}.json"), self.to_dict())}
         try:
             import matplotlib
 
@@ -108,7 +106,9 @@ class CompositionReport:
         ax.legend()
         fig.tight_layout()
         paths["png"] = os.path.join(output_dir, f"{name}.png")
-        fig.savefig(paths["png"], dpi=100)
+        tmp = paths["png"] + ".partial.png"
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, paths["png"])  # a cut run never leaves half a picture
         plt.close(fig)
         return paths
 

@@ -272,6 +272,10 @@ class RefusalEvalArguments:
             "synthetic corpus is tested beside it); unset: every test row."
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace the outputs of an earlier run in output_dir (a non-empty output_dir is refused)."},
+    )
     results_file: str = field(
         default="refusal_eval.json", metadata={"help": "File name (in output_dir) of the evaluation results."}
     )

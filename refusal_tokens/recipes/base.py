@@ -47,7 +47,7 @@ from ..training.callbacks import RefusalRateCallback
 from ..training.distillation import distill_cache_path, self_distill_responses
 from ..training.optimizer import build_refusal_optimizer
 from ..training.wandb_utils import finish_wandb, prepare_wandb
-from ..utils.io import atomic_write_json
+from ..utils.io import RUN_FILE, atomic_write_json, prepare_output_dir
 from ..utils.logging import get_logger
 from .arguments import RefusalDataArguments, RefusalEvalArguments, RefusalModelArguments
 
@@ -377,7 +377,11 @@ class RefusalRecipe:
         )
 
     def train(self) -> None:
-        self.trainer.train()
+        """Train; `resume_from_checkpoint` (a checkpoint folder, or true for the last one in output_dir) resumes."""
+        resume = self.training_args.resume_from_checkpoint
+        if isinstance(resume, str) and resume.lower() in ("true", "false"):
+            resume = resume.lower() == "true"
+        self.trainer.train(resume_from_checkpoint=resume or None)
 
     def save(self) -> None:
         """Write the trained weights, the tokenizer, the taxonomy and the default thresholds to `output_dir`."""
@@ -502,8 +506,27 @@ class RefusalRecipe:
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t
         return out
 
+    def prepare_output(self) -> None:
+        """Refuse a non-empty `output_dir` (or, with `overwrite_output_dir`, empty an earlier run's), and stamp it.
+
+        Resuming (`resume_from_checkpoint`) keeps the folder: its checkpoints are what the run resumes from.
+        """
+        out = self.training_args.output_dir
+        if self.is_main:
+            resume = self.training_args.resume_from_checkpoint
+            info = {"model": self.model_args.model_name_or_path, "taxonomy": self.taxonomy.name}
+            if resume:
+                os.makedirs(out, exist_ok=True)
+                atomic_write_json(
+                    os.path.join(out, RUN_FILE), {"command": self.name, "resumed_from": str(resume), **info}
+                )
+            else:
+                prepare_output_dir(out, overwrite=self.eval_args.overwrite_output_dir, command=self.name, **info)
+        self.state.wait_for_everyone()
+
     def run(self) -> dict[str, Any]:
         """Run every step; returns the held-out report on the main process, `{}` on the others."""
+        self.prepare_output()
         prepare_wandb(self.training_args.report_to, announce=self.is_main)
         logger.info("loading %s", self.model_args.model_name_or_path)
         self._timed("load_model_s", self.load)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import time
 from typing import Any
 
 
@@ -41,3 +43,56 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> str:
 def atomic_write_json(path: str | os.PathLike, data: Any) -> str:
     """Write `data` as indented JSON to `path` atomically and return the path."""
     return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+RUN_FILE = "refusal_run.json"
+"""Written first into every output folder: which command and run made the files there."""
+
+
+def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool = False, command: str = "run", **info: Any) -> str:
+    """Make `path` ready for a new run's outputs, never mixing them with an earlier run's.
+
+    An empty or missing folder is used as is. A folder holding files is refused unless `overwrite`; then it must be
+    an earlier output folder of this library (it holds `refusal_run.json`), and its contents are removed first, so
+    no stale file (an old `thresholds.yaml`, a checkpoint) survives beside the new ones. `refusal_run.json`
+    (command, start time, process id and `info`) is written before anything else.
+
+    Raises:
+        `ValueError`: naming the folder, some of its files, and the fix.
+
+    Example:
+
+    ```python
+    >>> prepare_output_dir("out/mix-1", command="mix")
+    'out/mix-1'
+    >>> prepare_output_dir("out/mix-1", command="mix", overwrite=True)
+    'out/mix-1'
+    ```
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"output folder {path!r} is a file; give a folder path.")
+    entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
+    if entries:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        if not overwrite:
+            raise ValueError(
+                f"output folder {path!r} is not empty ({len(entries)} entries: {shown}); give a new folder, or "
+                "--overwrite_output_dir true to replace an earlier run's outputs."
+            )
+        if RUN_FILE not in entries:
+            raise ValueError(
+                f"output folder {path!r} holds files that no refusal-tokens run wrote ({shown}; no {RUN_FILE}); "
+                "--overwrite_output_dir only replaces an earlier run's folder: remove these files yourself or give "
+                "another folder."
+            )
+        for name in entries:
+            full = os.path.join(path, name)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.remove(full)
+    os.makedirs(path, exist_ok=True)
+    stamp = {"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(), **info}
+    atomic_write_json(os.path.join(path, RUN_FILE), stamp)
+    return path
