@@ -145,3 +145,37 @@ def test_resume_from_checkpoint_continues_the_run_to_the_same_weights(tmp_path):
     for key in straight:  # steps 4-6 redone from checkpoint-3: the same weights as the uninterrupted run
         torch.testing.assert_close(resumed[key], straight[key], rtol=1e-4, atol=1e-6)
     assert json.loads((out / RUN_FILE).read_text())["resumed_from"].endswith("checkpoint-3")
+
+
+def test_audit_counts_every_row_and_reads_prompt_response_files(tmp_path, capsys):
+    # JailbreakBench's shape: prompt + response columns
+    data = tmp_path / "judged.jsonl"
+    rows = [
+        {"prompt": f"q{i}", "response": "I'm sorry, I can't help with that." if i % 2 else "Sure!"} for i in range(6)
+    ]
+    rows.append({"prompt": "q", "response": "   "})
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["audit", "--dataset", str(data), "--output_dir", str(tmp_path / "a"), "--classifier", "keyword"]) == 0
+    report = json.loads((tmp_path / "a" / "composition.json").read_text())
+    counted = sum(report["before"]["counts"].values()) + sum(report["dropped"].values())
+    assert report["total_in"] == 7 and counted == 7 and report["dropped"] == {"empty response": 1}
+    assert report["before"]["counts"]["respond"] == 3
+
+
+def test_audit_with_a_classifier_of_another_taxonomy_fails_loudly(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": "p", "completion": "c"}) + "\n" for _ in range(4)))
+    module = tmp_path / "my_labels.py"
+    module.write_text("def label(prompts, responses):\n    return ['Privacy'] * len(prompts)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["audit", "--dataset", str(data), "--taxonomy", "cannot-should-not", "--classifier", "my_labels:label"]
+    assert main(argv + ["--output_dir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "classifier label 'Privacy' is not respond or a category" in err and "'cannot-should-not'" in err
+
+
+def test_audit_of_a_file_with_no_usable_rows_exits_non_zero(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "no prompt here"}\n{"text": "nor here"}\n')
+    assert main(["audit", "--dataset", str(data), "--output_dir", str(tmp_path / "a")]) == 2
+    assert "none of its 2 rows could be audited" in capsys.readouterr().err

@@ -51,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = load_split(args.dataset, args.split, args.config)
     classifier = get_classifier(args.classifier, args.taxonomy)
     report = audit_dataset(dataset, args.taxonomy, classifier, label_columns=args.label_column, num_proc=args.num_proc)
+    if not sum(report.before.values()):
+        raise ValueError(
+            f"{args.dataset}: none of its {report.total_in} rows could be audited (dropped: {report.dropped}); it "
+            "needs a prompt and a response per row ('messages', 'prompt'+'completion', 'prompt'+'response' or "
+            "'chosen'+'rejected')."
+        )
     paths = report.save(args.output_dir)
     print(report.format())
     print(f"\nWrote {', '.join(paths.values())}")

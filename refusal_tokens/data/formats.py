@@ -136,9 +136,15 @@ def request_text(prompt: Prompt, where: str = "prompt") -> str:
 def prompt_and_response(example: dict[str, Any], side: str | None = None, index: int = 0) -> tuple[str, str]:
     """`(request text, response text)` of a row; `side` is `"chosen"`/`"rejected"` for preference rows.
 
+    Besides TRL's formats, a row with `prompt` and `response` columns (the shape of judged-answer sets such as
+    JailbreakBench's) is read as a prompt and its answer, for classifying and auditing.
+
     Raises:
         `TaggingError`: naming the row and field that cannot be read.
     """
+    if "response" in example and "prompt" in example and not {"completion", "messages", "chosen"} & set(example):
+        prompt_text = request_text(prompt_messages(example, index), f"row {index}: field 'prompt'")
+        return prompt_text, text_of(example["response"], "assistant", f"row {index}: field 'response'")
     fmt = detect_format(example)
     if fmt == "messages":
         msgs, last = _messages_field(example, index)

@@ -130,6 +130,8 @@ def _label_batch(
         try:
             fmt = detect_format(row)
         except TaggingError:
+            if "prompt" in row and "response" in row:  # a judged-answer set: read by prompt_and_response
+                continue
             reasons[i] = "unparseable"
             continue
     sides = LabelColumns.sides(fmt) if fmt else (None,)
@@ -162,9 +164,21 @@ def _label_batch(
                 except (ValueError, KeyError):
                     reasons[i] = "unknown label"
         elif classifier is not None:
-            got = classifier([pairs[side][i][0] for i in todo], [pairs[side][i][1] for i in todo]) if todo else []
+            got = (
+                list(classifier([pairs[side][i][0] for i in todo], [pairs[side][i][1] for i in todo])) if todo else []
+            )
+            if len(got) != len(todo):
+                raise TaggingError(f"the classifier returned {len(got)} labels for {len(todo)} rows.")
             for i, lab in zip(todo, got):
-                labels[i] = lab
+                try:
+                    labels[i] = taxonomy.normalize_label(lab)
+                except ValueError:
+                    # A classifier that speaks another taxonomy mislabels every row: stop, rather than drop rows.
+                    raise TaggingError(
+                        f"row {indices[i]}: the classifier returned {lab!r}, which is not a label of taxonomy "
+                        f"{taxonomy.name!r} ({[RESPOND_LABEL] + taxonomy.names}); use a classifier trained for this "
+                        "taxonomy, or map its labels."
+                    ) from None
         else:
             raise TaggingError(f"no label column {col!r} and no classifier: pass one of them.")
         out[col] = labels
@@ -231,6 +245,9 @@ def refusal_composition(
     columns = [RESPOND_LABEL] + taxonomy.names
     reasons = list(drop_reasons) or [None] * len(labels)
     kept = Counter(lab for lab, why in zip(labels, reasons) if why is None)
+    unknown = sorted(str(k) for k in kept if k not in columns)
+    if unknown:  # every row is counted, as a class or as a drop: a label outside the taxonomy is a bug upstream
+        raise ValueError(f"labels {unknown} are not classes of taxonomy {taxonomy.name!r} ({columns}).")
     return CompositionReport(
         columns=columns,
         before={c: kept.get(c, 0) for c in columns},
