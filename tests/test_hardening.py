@@ -1,6 +1,7 @@
 """Bad or hostile input: no prompt can smuggle a refusal token in, neither at inference nor in training data."""
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 from refusal_tokens import add_refusal_tokens, build_chat_prompts, get_taxonomy
 from refusal_tokens.cli import main
 from refusal_tokens.data.tagging import tag_example
+from refusal_tokens.recipes.base import warn_on_overlap
 from refusal_tokens.taxonomy import ZERO_WIDTH_SPACE
 from refusal_tokens.testing import build_tiny_model, build_tiny_tokenizer
 from refusal_tokens.utils.io import RUN_FILE, prepare_output_dir
@@ -179,3 +181,23 @@ def test_audit_of_a_file_with_no_usable_rows_exits_non_zero(tmp_path, capsys):
     data.write_text('{"text": "no prompt here"}\n{"text": "nor here"}\n')
     assert main(["audit", "--dataset", str(data), "--output_dir", str(tmp_path / "a")]) == 2
     assert "none of its 2 rows could be audited" in capsys.readouterr().err
+
+
+def test_empty_responses_are_refused_when_tagging():
+    with pytest.raises(ValueError, match="row 0: field 'completion': the response is empty"):
+        tag_example({"prompt": "Hi", "completion": "  "}, COCONOT, label="respond")
+    with pytest.raises(ValueError, match="field 'rejected': the response is empty"):
+        tag_example({"prompt": "Hi", "chosen": "Hello", "rejected": ""}, COCONOT, chosen_label="respond",
+                    rejected_label="humanizing")  # fmt: skip
+
+
+def test_test_prompts_seen_in_training_are_warned_about(caplog):
+    library = logging.getLogger("refusal_tokens")  # it does not propagate to the root logger caplog listens on
+    library.addHandler(caplog.handler)
+    train = [{"prompt": "Hello  there", "completion": "x"}, {"prompt": "b", "completion": "y"}]
+    test = [{"prompt": "hello there", "completion": "z"}, {"prompt": "c", "completion": "w"}]
+    try:
+        assert warn_on_overlap(train, test, "data.jsonl") == 1
+    finally:
+        library.removeHandler(caplog.handler)
+    assert "1 of 2 test prompts also occur in the training rows" in caplog.text

@@ -33,12 +33,15 @@ from typing import Any
 
 from ..taxonomy import RESPOND_LABEL, RefusalTaxonomy
 from ..utils.config import did_you_mean
+from ..utils.logging import get_logger
 from .formats import is_messages
 from .loading import _located_rows
 from .mixing import CompositionReport, _quota_indices
 from .real import COCONOT_WORDING_SOURCES, builtin_corpus_file
 from .synthetic.corpus import KINDS, category_sources, refusal_wordings
 from .synthetic.sources import COMPLIANCE_ANSWERS, SOURCES
+
+logger = get_logger(__name__)
 
 PARTS = ("train", "validation", "test")
 ROW_KEYS = ("prompt", "completion", "kind", "source", "template", "corpus", "answer")
@@ -190,6 +193,21 @@ def _label(config: RefusalDatasetConfig, row: dict[str, Any], where: str, taxono
         raise ValueError(f"{where}: field {field_name!r}: {e}") from None
 
 
+def _dedupe(located: list[tuple[str, dict[str, Any]]], config: RefusalDatasetConfig) -> list[tuple[str, dict]]:
+    """Keep the first row of each prompt: a repeated prompt could land on both sides of a holdout split."""
+    seen: set[str] = set()
+    out = []
+    for where, row in located:
+        value = row.get(config.prompt_column)
+        key = " ".join(value.split()).lower() if isinstance(value, str) else repr(value)
+        if key not in seen:
+            seen.add(key)
+            out.append((where, row))
+    if len(out) < len(located):
+        logger.info("%s: %d repeated prompts kept once", config.path, len(located) - len(out))
+    return out
+
+
 def _holdout(
     located: list[tuple[str, dict[str, Any]]], config: RefusalDatasetConfig
 ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
@@ -243,6 +261,7 @@ def load_refusal_dataset(
     located = _raw_rows(config)
     if not located:
         raise ValueError(f"datasets entry {config.path!r} (split {config.split!r}) has no rows.")
+    located = _dedupe(located, config)
     if config.max_rows is not None and len(located) > config.max_rows:
         rng_rows = random.Random(f"{config.seed}/{config.corpus}/sample")
         keep = sorted(rng_rows.sample(range(len(located)), config.max_rows))

@@ -32,6 +32,8 @@ Classifier = Callable[[list[str], list[str]], Sequence[str]]
 def _prefix_text(text: Any, token: str, taxonomy: RefusalTaxonomy, where: str) -> str:
     if not isinstance(text, str):
         raise TaggingError(f"{where}: expected a string response, got {type(text).__name__}.")
+    if not text.strip():
+        raise TaggingError(f"{where}: the response is empty; drop such rows or give them an answer.")
     for existing in taxonomy.all_tokens:
         if text.startswith(existing):
             if existing == token:  # already tagged with the same label: tagging is idempotent

@@ -111,7 +111,7 @@ def build_sft_splits(
     before adding the refusal tokens, so the answers are the untrained model's.
     """
     if data_args.dataset_name:
-        return load_dataset_splits(
+        splits = load_dataset_splits(
             data_args.dataset_name,
             config=data_args.dataset_config,
             train_split=data_args.dataset_train_split,
@@ -119,6 +119,8 @@ def build_sft_splits(
             test_size=data_args.test_size,
             seed=seed,
         )
+        warn_on_overlap(splits["train"].to_list(), splits["test"].to_list(), data_args.dataset_name)
+        return splits
     label = data_args.label_column
     parts: dict[str, list[dict[str, Any]]] = {}
     if data_args.datasets:
@@ -146,6 +148,8 @@ def build_sft_splits(
         random.Random(seed).shuffle(parts["train"])  # interleave the corpora rather than train on one, then the other
     if not validation:
         parts.pop("validation", None)
+    if "test" in parts:
+        warn_on_overlap(parts["train"], parts["test"], "datasets")
     if data_args.responses == "self":
         state = PartialState()
         cache = distill_cache_path(model, data_args.distill_max_new_tokens, os.path.join(cache_dir(), "distill"))
@@ -163,6 +167,30 @@ def build_sft_splits(
                     show_progress=state.is_main_process,
                 )
     return {split: Dataset.from_list(rows) for split, rows in parts.items()}
+
+
+def warn_on_overlap(train: Sequence[dict[str, Any]], test: Sequence[dict[str, Any]], name: str) -> int:
+    """Warn when test prompts also occur in the training rows (duplicated rows, or one source listed twice): the
+    held-out table would then measure memory. Returns the number of such test rows."""
+
+    def key(row: dict[str, Any], i: int) -> str | None:
+        try:
+            return " ".join(request_text(prompt_messages(row, i)).split()).lower()
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    seen = {key(r, i) for i, r in enumerate(train)}
+    shared = [i for i, r in enumerate(test) if key(r, i) in seen and key(r, i) is not None]
+    if shared:
+        logger.warning(
+            "%s: %d of %d test prompts also occur in the training rows (e.g. %r); the held-out table counts them, "
+            "so it is not fully held out: deduplicate the data before splitting.",
+            name,
+            len(shared),
+            len(test),
+            request_text(prompt_messages(test[shared[0]], shared[0]))[:80],
+        )
+    return len(shared)
 
 
 def _synthetic_row(row: dict[str, Any], label_column: str) -> dict[str, Any]:
