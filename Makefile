@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml .ci/requirements.txt
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/accelerate launch --config_file configs/accelerate/cpu.yaml recipes/sft.py --config configs/quickstart.yaml
+	$(BIN)/accelerate launch --config_file configs/accelerate/cpu.yaml recipes/sft.py --config configs/quickstart.yaml \
+		--overwrite_output_dir true
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

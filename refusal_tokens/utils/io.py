@@ -47,13 +47,16 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> str:
 
 RUN_FILE = "refusal_run.json"
 """Written first into every output folder: which command and run made the files there."""
+RUN_MARKERS = (RUN_FILE, "refusal_eval.json", "refusal_taxonomy.json", "composition.json", "calibration.json")
+"""Files that show a folder holds a run's outputs (`RUN_FILE`, or the main output of runs before it existed)."""
 
 
 def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool = False, command: str = "run", **info: Any) -> str:
     """Make `path` ready for a new run's outputs, never mixing them with an earlier run's.
 
     An empty or missing folder is used as is. A folder holding files is refused unless `overwrite`; then it must be
-    an earlier output folder of this library (it holds `refusal_run.json`), and its contents are removed first, so
+    an earlier output folder of this library (it holds `refusal_run.json` or a run's main output, such as
+    `refusal_eval.json`), and its contents are removed first, so
     no stale file (an old `thresholds.yaml`, a checkpoint) survives beside the new ones. `refusal_run.json`
     (command, start time, process id and `info`) is written before anything else.
 
@@ -80,7 +83,7 @@ def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool = False, comm
                 f"output folder {path!r} is not empty ({len(entries)} entries: {shown}); give a new folder, or "
                 "--overwrite_output_dir true to replace an earlier run's outputs."
             )
-        if RUN_FILE not in entries:
+        if not set(RUN_MARKERS) & set(entries):
             raise ValueError(
                 f"output folder {path!r} holds files that no refusal-tokens run wrote ({shown}; no {RUN_FILE}); "
                 "--overwrite_output_dir only replaces an earlier run's folder: remove these files yourself or give "
