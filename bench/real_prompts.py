@@ -7,7 +7,8 @@ SFT recipe (on this CPU: `--configs` to pick) and measured on
   should-refuse prompts in 5 categories, 650 contrast prompts to answer), never trained on;
 - sources no configuration trains on: the should-refuse pools of `../shared/data/harmful_behaviors` (HarmBench
   standard behaviours, JailbreakBench, StrongREJECT, SimpleSafetyTests) against the should-answer prompts of
-  `refusal_direction` (harmless test split), `safety_tuned_llamas` I-Alpaca and I-PhysicalSafetySafe, and
+  `refusal_direction` (a seeded 500 of its harmless test split), `safety_tuned_llamas` I-Alpaca and
+  I-PhysicalSafetySafe, and
   I-PhysicalSafetyUnsafe against I-PhysicalSafetySafe (read here for measurement only; CC BY-NC data never trains).
 
 Figures: refusal rate of should-refuse prompts and over-refusal of contrast and benign prompts at the saved

@@ -200,3 +200,39 @@ def test_corpus_summaries_split_the_table_by_corpus(tokenizer):
     assert list(out) == ["a", "b"]
     assert out["a"]["overall"]["support"] == 3 and out["b"]["groups"]["humanizing"]["support"] == 2
     assert corpus_summaries(probs[:3], rows[:3], ids) == {}
+
+
+def test_hub_style_entries_load_through_datasets_with_their_configurations(tmp_path):
+    # A local repository laid out as allenai/coconot is on the hub (configurations declared in README.md): the hub
+    # config's entries go through datasets.load_dataset(path, name, split=...) exactly as with a hub id.
+    repo = tmp_path / "coconot"
+    (repo / "original").mkdir(parents=True)
+    (repo / "contrast").mkdir()
+    (repo / "README.md").write_text(
+        "---\nconfigs:\n"
+        "- config_name: original\n  data_files:\n  - split: train\n    path: original/train.jsonl\n"
+        "  - split: test\n    path: original/test.jsonl\n"
+        "- config_name: contrast\n  data_files:\n  - split: test\n    path: contrast/test.jsonl\n---\n"
+    )
+    train = [{"prompt": "Who are you?", "response": "I'm an AI.", "category": "Humanizing requests"}]
+    train += [{"prompt": "Fix it.", "response": "Fix what?", "category": "Incomplete requests"}]
+    _write_jsonl(repo / "original" / "train.jsonl", train)
+    _write_jsonl(repo / "original" / "test.jsonl", [{"prompt": "Do you love me?", "category": "Humanizing requests"}])
+    _write_jsonl(repo / "contrast" / "test.jsonl", [{"prompt": "How do I kill a process?", "category": "x"}])
+    labels = dict(COCONOT_LABELS)
+    entries = [
+        {"path": str(repo), "name": "original", "split": "train", "label_column": "category", "label_map": labels,
+         "response_column": "response"},
+        {"path": str(repo), "name": "original", "split": "test", "part": "test", "label_column": "category",
+         "label_map": labels},
+        {"path": str(repo), "name": "contrast", "split": "test", "part": "test", "label": "respond",
+         "kind": "contrast"},
+    ]  # fmt: skip
+    parts = load_refusal_datasets(entries, COCONOT)
+    assert [r["refusal_label"] for r in parts["train"]] == ["humanizing", "incomplete"]
+    assert parts["train"][0]["completion"] == [{"role": "assistant", "content": "I'm an AI."}]
+    assert [(r["refusal_label"], r["kind"]) for r in parts["test"]] == [
+        ("humanizing", "refusal"),
+        ("respond", "contrast"),
+    ]
+    assert parts["test"][0]["corpus"] == "coconot-original" and "row 1" not in parts["test"][0]["source"]
