@@ -71,7 +71,7 @@ CONFIGS: dict[str, dict[str, Any] | None] = {
     "real": {"synthetic": False},
     "real+synthetic": {},  # the quickstart as shipped
     "real+synthetic-90steps": {"max_steps": 90},
-    "real+synthetic-allrows": {"mix_targets": None, "mix_size": None},
+    "real+synthetic-benign": {"synthetic_train_benign": 160},  # 5x the synthetic benign requests
 }
 
 HARMFUL = {
@@ -275,6 +275,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default=None, help="Default: cuda when available, else cpu.")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--benchmarks", default=None, help="Write the tables into this BENCHMARKS.md's block.")
+    parser.add_argument("--report-only", action="store_true", help="Only print/write the tables of --out's results.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not os.path.isdir(os.path.join(args.data, "harmful_behaviors")):
@@ -289,7 +291,10 @@ def main() -> None:
     unseen = unseen_sources(args.data, args.limit)
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     results: dict[str, Any] = {}
-    for name in args.configs:
+    if args.out and os.path.isfile(args.out):  # configurations measured by an earlier invocation are kept
+        with open(args.out, encoding="utf-8") as f:
+            results = {k: v for k, v in json.load(f)["configs"].items() if k in CONFIGS}
+    for name in [] if args.report_only else args.configs:
         t = time.perf_counter()
         if CONFIGS[name] is None:
             model, tok = load_model_and_tokenizer(config_for(name)["model_name_or_path"])
@@ -309,14 +314,53 @@ def main() -> None:
         results[name]["config"] = CONFIGS[name]
         logger.info("%s: measured in %.0f s", name, time.perf_counter() - t)
         write_results(args.out, {"device": device, "configs": results})
-    print("Held-out CoCoNot half (test part, 500 should-refuse + 650 contrast prompts):\n")
-    print(tables(results))
-    print("\nValidation part (101 + 129 prompts; settings are chosen here):\n")
-    print(tables(results, "coconot_validation"))
-    print("\nSources never trained on:\n")
-    print(unseen_table(results))
-    print("\nCalibration on the held-out half (solved on one part, measured on the other) and answers:\n")
-    print(calibration_table(results))
+    results = {k: results[k] for k in CONFIGS if k in results}
+    text = report(results, device)
+    print(text)
+    if args.benchmarks:
+        write_block(args.benchmarks, text)
+        logger.info("wrote the tables into %s", args.benchmarks)
+
+
+BEGIN, END = "<!-- bench/real_prompts.py: begin -->", "<!-- bench/real_prompts.py: end -->"
+
+
+def report(results: dict[str, Any], device: str) -> str:
+    """The Markdown tables of every measured configuration, with the command and machine that made them."""
+    overrides = "\n".join(
+        f"- `{k}`: {json.dumps(CONFIGS[k]) if CONFIGS[k] is not None else 'no training'}" for k in results
+    )
+    return "\n\n".join(
+        [
+            f"Made by `python bench/real_prompts.py --configs {' '.join(results)} "
+            f"--out bench/results/real_prompts.json --benchmarks BENCHMARKS.md` on {device} ({os.cpu_count()} cores) "
+            f"({time.strftime('%Y-%m-%d')}); each configuration is `configs/quickstart.yaml` with these keys "
+            "changed:\n\n" + overrides,
+            "Held-out CoCoNot half (`builtin:coconot` test part, 500 should-refuse + 650 contrast prompts, never "
+            "trained on); rates at the saved thresholds (0.5); train min: the whole recipe run (distillation, "
+            "training, evaluation):\n\n" + tables(results),
+            "Validation part (101 + 129 prompts; the settings are chosen here):\n\n"
+            + tables(results, "coconot_validation"),
+            "Sources never trained on (AUROC of p(refuse), should-refuse pool vs should-answer pool):\n\n"
+            + unseen_table(results),
+            "Calibration to `configs/calibration/quickstart-targets.yaml` on the held-out half (solved on one part, "
+            "measured on the other), and answers after `[respond]` (next-token agreement with the untrained model on "
+            "its own answers to 32 I-Alpaca prompts):\n\n" + calibration_table(results),
+        ]
+    )
+
+
+def write_block(path: str, text: str) -> None:
+    """Replace the block between `BEGIN` and `END` in `path` (Markdown) with `text`, atomically."""
+    from refusal_tokens.utils.io import atomic_write_text
+
+    with open(path, encoding="utf-8") as f:
+        doc = f.read()
+    if BEGIN not in doc or END not in doc:
+        raise SystemExit(f"{path}: no {BEGIN} ... {END} block to write the tables into.")
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    atomic_write_text(path, f"{head}{BEGIN}\n{text}\n{END}{tail}")
 
 
 if __name__ == "__main__":
