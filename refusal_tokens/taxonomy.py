@@ -193,6 +193,20 @@ class RefusalTaxonomy:
                 text = text.replace(tok, tok[0] + ZERO_WIDTH_SPACE + tok[1:])
         return text
 
+    def escape_turns(self, value: Any) -> Any:
+        """`escape` applied to a prompt: a string, or every user and system turn of a list of messages (assistant
+        turns, which may carry their own tags, are left as they are). Other values are returned unchanged."""
+        if isinstance(value, str):
+            return self.escape(value)
+        if isinstance(value, list):
+            return [
+                dict(m, content=self.escape(m["content"]))
+                if isinstance(m, dict) and m.get("role") != "assistant" and isinstance(m.get("content"), str)
+                else m
+                for m in value
+            ]
+        return value
+
     def contains_token(self, text: Any) -> bool:
         """Whether `text` (a string) contains the text of one of the taxonomy's tokens."""
         return isinstance(text, str) and any(tok in text for tok in self.all_tokens)

@@ -366,8 +366,7 @@ def reweight_rows(
     columns = [RESPOND_LABEL] + taxonomy.names
     labels = [taxonomy.normalize_label(r[label_column]) for r in rows]
     report = CompositionReport(columns, {c: labels.count(c) for c in columns}, total_in=len(rows))
-    targets = {taxonomy.normalize_label(k) if k in columns else k: float(v) for k, v in targets.items()}
-    picked = [rows[i] for i in _quota_indices(labels, report, dict(targets), size, seed)]
+    picked = [rows[i] for i in _quota_indices(labels, report, {k: float(v) for k, v in targets.items()}, size, seed)]
     report.after = {c: sum(1 for r in picked if r[label_column] == c) for c in columns}
     return picked, report
 

@@ -42,20 +42,6 @@ def _prefix_text(text: Any, token: str, taxonomy: RefusalTaxonomy, where: str) -
     return token + taxonomy.escape(text)
 
 
-def _escape_turns(value: Any, taxonomy: RefusalTaxonomy, skip: int | None = None) -> Any:
-    """A prompt (text or messages) with token text escaped in every turn but an assistant turn at index `skip`."""
-    if isinstance(value, str):
-        return taxonomy.escape(value)
-    if is_messages(value):
-        return [
-            dict(m, content=taxonomy.escape(m["content"]))
-            if i != skip and m.get("role") != "assistant" and isinstance(m.get("content"), str)
-            else m
-            for i, m in enumerate(value)
-        ]
-    return value
-
-
 def _prefix_messages(messages: Any, token: str, taxonomy: RefusalTaxonomy, where: str) -> list[dict]:
     if not is_messages(messages):
         raise TaggingError(f"{where}: expected a list of {{'role', 'content'}} messages, got {messages!r:.80}.")
@@ -116,10 +102,10 @@ def tag_example(
             raise TaggingError(f"row {index}: field {field!r}: {e}") from None
 
     if "prompt" in out:
-        out["prompt"] = _escape_turns(out["prompt"], taxonomy)
+        out["prompt"] = taxonomy.escape_turns(out["prompt"])
     if fmt == "messages":
         out["messages"] = _prefix_messages(
-            _escape_turns(example["messages"], taxonomy),
+            taxonomy.escape_turns(example["messages"]),
             token(label, "messages"),
             taxonomy,
             f"row {index}: field 'messages'",

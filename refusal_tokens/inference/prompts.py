@@ -38,12 +38,7 @@ def build_chat_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[str]:
         else:
             raise ValueError(f"prompt {i}: expected a string or a list of {{'role', 'content'}} messages, got {p!r}.")
         if taxonomy is not None:
-            messages = [
-                dict(m, content=taxonomy.escape(m["content"]))
-                if m["role"] != "assistant" and isinstance(m["content"], str)
-                else m
-                for m in messages
-            ]
+            messages = taxonomy.escape_turns(messages)
         texts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     return texts
 
