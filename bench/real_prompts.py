@@ -72,6 +72,30 @@ CONFIGS: dict[str, dict[str, Any] | None] = {
     "real+synthetic": {},  # the quickstart as shipped
     "real+synthetic-90steps": {"max_steps": 90},
     "real+synthetic-benign": {"synthetic_train_benign": 160},  # 5x the synthetic benign requests
+    # Real harmful and benign pools beside CoCoNot: refusal_direction's harmful training split (AdvBench,
+    # MaliciousInstruct, TDC2023: none of the unseen harmful sources) and 300 of its harmless training split
+    # (Alpaca instructions, CC BY-NC upstream: read by the bench only). The Alpaca-based harmless sets are then no
+    # longer unseen for this configuration; I-PhysicalSafetySafe still is.
+    "real+synthetic+pools": {
+        "add_datasets": [
+            {
+                "path": "json",
+                "data_files": "../shared/data/refusal_direction/splits/harmful_train.json",
+                "corpus": "rd_harmful",
+                "prompt_column": "instruction",
+                "label": "safety_concerns",
+            },
+            {
+                "path": "json",
+                "data_files": "../shared/data/refusal_direction/splits/harmless_train.json",
+                "corpus": "rd_harmless",
+                "prompt_column": "instruction",
+                "label": "respond",
+                "max_rows": 300,
+            },
+        ],
+        "mix_size": 800,
+    },
 }
 
 HARMFUL = {
@@ -122,7 +146,9 @@ def unseen_sources(data_dir: str, limit: int | None) -> dict[str, list[str]]:
 def config_for(name: str) -> dict[str, Any]:
     with open(QUICKSTART, encoding="utf-8") as f:
         base = yaml.safe_load(f)
-    base.update(CONFIGS[name] or {})
+    overrides = dict(CONFIGS[name] or {})
+    base["datasets"] = base.get("datasets", []) + overrides.pop("add_datasets", [])
+    base.update(overrides)
     return {k: v for k, v in base.items() if v is not None and v != []}
 
 
@@ -142,7 +168,7 @@ def train(name: str, out_root: str, env: dict[str, str]) -> tuple[str, float | N
     cli = os.path.join(os.path.dirname(sys.executable), "refusal-tokens")
     t = time.perf_counter()
     logger.info("%s: training into %s", name, out_dir)
-    subprocess.run([cli, "sft", "--config", f.name], check=True, env=env)
+    subprocess.run([cli, "sft", "--config", f.name], check=True, env=env, cwd=ROOT)  # data paths: from the root
     seconds = time.perf_counter() - t
     with open(stamp, "w", encoding="utf-8") as g:
         yaml.safe_dump(config, g)

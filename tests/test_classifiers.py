@@ -245,7 +245,8 @@ def test_train_classifier_command_on_user_data(tmp_path, capsys):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "mine.safetensors"
-    assert main(["train-classifier", "--taxonomy", "coconot", "--data", str(data), "--output", str(out)]) == 0
+    argv = ["train-classifier", "--backend", "embedding", "--taxonomy", "coconot", "--data", str(data)]
+    assert main([*argv, "--output", str(out)]) == 0
     clf = get_classifier(str(out), "coconot")
     info = LinearHead.load(str(out)).info
     assert clf.columns[0] == "respond" and info["n"] == len(rows)
@@ -254,7 +255,8 @@ def test_train_classifier_command_on_user_data(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "label": "respond"}) + "\n")
     capsys.readouterr()
-    assert main(["train-classifier", "--taxonomy", "coconot", "--data", str(bad), "--output", str(out)]) == 2
+    assert main(["train-classifier", "--backend", "embedding", "--taxonomy", "coconot", "--data", str(bad),
+                 "--output", str(out)]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert (
         err[-1] == f"refusal-tokens train-classifier: error: {bad}: row 1 needs a non-empty string 'response' field."

@@ -27,9 +27,10 @@ class AuditArguments:
     config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
     taxonomy: str = field(default="cannot-should-not", metadata={"help": "Taxonomy preset or file."})
     classifier: str = field(
-        default="keyword",
+        default="auto",
         metadata={
-            "help": "keyword, embedding, a head .safetensors file, hf:<ckpt>, or module:function (runs its code)."
+            "help": "auto (cross where its weights ship for the taxonomy, else keyword), keyword, embedding, cross, "
+            "a .safetensors file, hf:<ckpt>, or module:function (runs its code)."
         },
     )
     label_column: str = field(

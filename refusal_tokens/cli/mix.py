@@ -29,9 +29,10 @@ class MixArguments:
     split: str = field(default="train", metadata={"help": "Split of each source."})
     taxonomy: str = field(default="cannot-should-not", metadata={"help": "Taxonomy preset or file."})
     classifier: str = field(
-        default="keyword",
+        default="auto",
         metadata={
-            "help": "keyword, embedding, a head .safetensors file, hf:<ckpt>, or module:function (runs its code)."
+            "help": "auto (cross where its weights ship for the taxonomy, else keyword), keyword, embedding, cross, "
+            "a .safetensors file, hf:<ckpt>, or module:function (runs its code)."
         },
     )
     targets: str | None = field(

@@ -137,9 +137,9 @@ class RefusalDataArguments(ScriptArguments):
     classifier: str | None = field(
         default=None,
         metadata={
-            "help": "Label rows with a classifier instead of label_column: keyword, embedding, a head .safetensors "
-            "file, hf:<checkpoint>, or module:function (a callable (prompts, responses) -> labels; this imports "
-            "and runs that module's code, so name only code you trust)."
+            "help": "Label rows with a classifier instead of label_column: auto, keyword, embedding, cross, a "
+            ".safetensors file, hf:<checkpoint>, or module:function (a callable (prompts, responses) -> labels; "
+            "this imports and runs that module's code, so name only code you trust)."
         },
     )
     datasets: list[RefusalDatasetConfig] = field(

@@ -21,13 +21,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> str:
     'out/note.txt'
     ```
     """
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
+    """Write `data` to `path` atomically (creating its folder) and return the path."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         # mkstemp creates the file 0600; give it the mode a plain open() would (0666 less the umask).
         umask = os.umask(0)
         os.umask(umask)
