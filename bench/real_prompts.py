@@ -168,7 +168,8 @@ def train(name: str, out_root: str, env: dict[str, str]) -> tuple[str, float | N
     cli = os.path.join(os.path.dirname(sys.executable), "refusal-tokens")
     t = time.perf_counter()
     logger.info("%s: training into %s", name, out_dir)
-    subprocess.run([cli, "sft", "--config", f.name], check=True, env=env, cwd=ROOT)  # data paths: from the root
+    # cwd: the configs' data paths are relative to the root; a changed configuration replaces its earlier folder
+    subprocess.run([cli, "sft", "--config", f.name, "--overwrite_output_dir", "true"], check=True, env=env, cwd=ROOT)
     seconds = time.perf_counter() - t
     with open(stamp, "w", encoding="utf-8") as g:
         yaml.safe_dump(config, g)

@@ -33,9 +33,9 @@ _import_structure: dict[str, list[str]] = {
     "data": ["CompositionReport", "LabelColumns", "TaggingError", "audit_dataset", "detect_format", "mix_datasets",
              "mix_streams", "tag_dataset", "tag_example"],
     "data.synthetic": ["SyntheticCorpusConfig", "build_synthetic_corpus", "build_synthetic_preferences"],
-    "classifiers": ["CallableRefusalClassifier", "EmbeddingRefusalClassifier", "HFRefusalClassifier",
-                    "KeywordRefusalClassifier", "RefusalClassifier", "SentenceEmbedder", "get_classifier",
-                    "pair_features", "train_embedding_head"],
+    "classifiers": ["CallableRefusalClassifier", "CrossEncoderRefusalClassifier", "EmbeddingRefusalClassifier",
+                    "HFRefusalClassifier", "KeywordRefusalClassifier", "RefusalClassifier", "SentenceEmbedder",
+                    "get_classifier", "pair_features", "train_cross_encoder", "train_embedding_head"],
     "evaluation": ["CalibrationTargets", "answer_agreement", "calibrate_thresholds", "calibration_report",
                    "evaluate_refusal_tokens", "format_report", "run_calibration"],
     "training": ["RefusalRateCallback", "generate_responses", "prepare_wandb", "refusal_optimizer_groups",
@@ -50,6 +50,7 @@ __all__ = sorted(_name_to_module)
 if TYPE_CHECKING:
     from .classifiers import (
         CallableRefusalClassifier,
+        CrossEncoderRefusalClassifier,
         EmbeddingRefusalClassifier,
         HFRefusalClassifier,
         KeywordRefusalClassifier,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
         SentenceEmbedder,
         get_classifier,
         pair_features,
+        train_cross_encoder,
         train_embedding_head,
     )
     from .data import (

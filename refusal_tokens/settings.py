@@ -36,6 +36,10 @@ def threshold_choice(cat_p: Any, tau: Any, rule: str = "passing") -> tuple[Any, 
     return best_p >= 0, best
 
 
+THRESHOLDS_FILE = "thresholds.yaml"
+"""Name of the thresholds file a run, a calibration and an export write (`RefusalSettings.from_file` reads it)."""
+
+
 @dataclass
 class RefusalSettings:
     """How readily the model refuses, per category: the knob turned after training.

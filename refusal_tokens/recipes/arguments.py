@@ -228,6 +228,24 @@ class RefusalDataArguments(ScriptArguments):
             return self.synthetic
         return not self.dataset_name and not self.datasets
 
+    def describe_data(self) -> list[str]:
+        """One line per data source of the run (for the run stamp and the exported model card)."""
+        lines = []
+        if self.dataset_name:
+            lines.append(f"{self.dataset_name} (split {self.dataset_train_split})")
+        for entry in self.datasets or []:
+            files = f" {entry.data_files}" if entry.data_files else ""
+            label = f"label {entry.label}" if entry.label else f"labels from {entry.label_column or 'label_column'}"
+            lines.append(f"{entry.path}{files} (split {entry.split} -> {entry.part}; {label})")
+        if self.mix_targets:
+            lines.append(f"mixed to {self.mix_targets}" + (f", {self.mix_size} rows" if self.mix_size else ""))
+        if self.use_synthetic():
+            lines.append(
+                f"refusal-tokens synthetic corpus ({self.synthetic_train_per_category} per category, "
+                f"{self.synthetic_train_benign} benign, {self.synthetic_train_contrast} contrast prompts)"
+            )
+        return lines
+
     def label_columns(self) -> LabelColumns:
         """The label columns as a `LabelColumns`."""
         return LabelColumns(self.label_column, self.chosen_label_column, self.rejected_label_column)

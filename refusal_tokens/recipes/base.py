@@ -40,7 +40,7 @@ from ..evaluation.metrics import (
 )
 from ..inference.builtin import cache_dir
 from ..peft import count_parameters, get_refusal_lora_config, get_refusal_peft_model
-from ..settings import RefusalSettings
+from ..settings import THRESHOLDS_FILE, RefusalSettings
 from ..taxonomy import RESPOND_LABEL, RefusalTaxonomy, get_taxonomy
 from ..tokens import RefusalTokenIds, add_refusal_tokens
 from ..training.callbacks import RefusalRateCallback
@@ -53,7 +53,6 @@ from .arguments import RefusalDataArguments, RefusalEvalArguments, RefusalModelA
 
 logger = get_logger(__name__)
 
-THRESHOLDS_FILE = "thresholds.yaml"
 CALIBRATION_DIR = "calibration"
 
 
@@ -542,7 +541,11 @@ class RefusalRecipe:
         out = self.training_args.output_dir
         if self.is_main:
             resume = self.training_args.resume_from_checkpoint
-            info = {"model": self.model_args.model_name_or_path, "taxonomy": self.taxonomy.name}
+            info = {
+                "model": self.model_args.model_name_or_path,
+                "taxonomy": self.taxonomy.name,
+                "data": self.data_args.describe_data(),
+            }
             if resume:
                 os.makedirs(out, exist_ok=True)
                 atomic_write_json(
