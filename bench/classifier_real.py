@@ -15,6 +15,7 @@ this run, side by side.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
@@ -89,12 +90,24 @@ def train(rows: list[dict], args: argparse.Namespace, output: str | None, what: 
         args.taxonomy,
         epochs=args.epochs,
         max_response_tokens=args.max_response_tokens,
+        prompt_dropout=args.prompt_dropout,
+        category_weight=args.category_weight,
         output=output,
         info={"data": what},
         show_progress=False,
     )
     logger.info("trained on %d rows (%s) in %.0f s", len(rows), what, time.perf_counter() - t)
     return clf, time.perf_counter() - t
+
+
+def config_name(args: argparse.Namespace) -> str:
+    """A configuration's name: what differs from the defaults (`base` when nothing does)."""
+    parts = [f"dropout {args.prompt_dropout}"] if args.prompt_dropout else []
+    parts += [f"category x{args.category_weight:g}"] if args.category_weight != 1.0 else []
+    parts += [f"{args.epochs:g} epochs"] if args.epochs != 1.0 else []
+    parts += [f"{args.max_response_tokens} answer tokens"] if args.max_response_tokens != 96 else []
+    parts += [f"{args.max_per_source} per source"] if args.max_per_source != 1500 else []
+    return ", ".join(parts) or "base"
 
 
 def main() -> None:
@@ -105,10 +118,14 @@ def main() -> None:
     parser.add_argument("--synthetic-per-category", type=int, default=60)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-response-tokens", type=int, default=96)
+    parser.add_argument("--prompt-dropout", type=float, default=0.0)
+    parser.add_argument("--category-weight", type=float, default=1.0)
     parser.add_argument("--held-out", nargs="*", default=list(HELD_OUT), choices=HELD_OUT)
     parser.add_argument("--ship", action="store_true", help="Train on every source; write the package's weights.")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--baselines", action="store_true", help="Measure the keyword/embedding baselines and speed.")
+    parser.add_argument("--out", default=None, help="Results JSON; configurations already in it are kept.")
     parser.add_argument("--benchmarks", default=None, help="Write the tables into this BENCHMARKS.md's block.")
+    parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not os.path.isdir(os.path.join(args.data, "xstest")):
@@ -122,6 +139,16 @@ def main() -> None:
     from refusal_tokens.data.real.answers import load_answer_source
     from refusal_tokens.data.synthetic import synthetic_classifier_pairs
 
+    result: dict[str, Any] = {"configs": {}}
+    if args.out and os.path.isfile(args.out):
+        with open(args.out, encoding="utf-8") as f:
+            result = json.load(f)
+    if args.report_only:
+        print(report(result))
+        if args.benchmarks:
+            write_block(args.benchmarks, report(result))
+        return
+    result.update(device=default_device(), torch_threads=torch.get_num_threads())
     sources = {name: load_answer_source(name, args.data, args.taxonomy) for name in (*HELD_OUT, "coconot")}
     synthetic = [
         dict(r, source="synthetic", group=f"synthetic/{i}", partial=False)
@@ -129,70 +156,72 @@ def main() -> None:
     ]
     coconot_test = load_builtin_corpus("coconot", split="test")
     keyword = KeywordRefusalClassifier(args.taxonomy)
-    result: dict[str, Any] = {"device": default_device(), "torch_threads": torch.get_num_threads(), "args": vars(args)}
     result["sizes"] = {k: len(v) for k, v in sources.items()} | {"synthetic": len(synthetic)}
-    result["loso"] = {}
+    name = config_name(args)
+    config = result["configs"].setdefault(name, {"args": vars(args), "loso": {}})
+    config["args"] = vars(args)
     for held in args.held_out:
-        rows = [r for name, v in sources.items() if name != held for r in sample_by_group(v, args.max_per_source)]
+        rows = [r for n, v in sources.items() if n != held for r in sample_by_group(v, args.max_per_source)]
         clf, seconds = train(rows + synthetic, args, None, f"all but {held}")
         test = sources[held]
         t = time.perf_counter()
         pred = clf.classify([r["prompt"] for r in test], [r["response"] for r in test]).refused
-        result["loso"][held] = {
+        config["loso"][held] = {
             "cross-encoder": binary_scores(pred, test),
             "keyword": binary_scores(
                 keyword.classify([r["prompt"] for r in test], [r["response"] for r in test]).refused, test
-            ),  # fmt: skip
+            ),
             "coconot_category": category_scores(clf, coconot_test) if args.taxonomy == "coconot" else None,
             "train_rows": len(rows) + len(synthetic),
             "train_seconds": seconds,
-            "eval_pairs_per_s": len(test) / (time.perf_counter() - t),
         }
-        logger.info("held out %s: %s", held, result["loso"][held]["cross-encoder"])
+        logger.info("%s, held out %s: %s", name, held, config["loso"][held]["cross-encoder"])
         write_results(args.out, result)
 
-    xs = sources["xstest"]
-    emb = EmbeddingRefusalClassifier(taxonomy=args.taxonomy)
-    result["xstest_embedding_shipped"] = binary_scores(
-        emb.classify([r["prompt"] for r in xs], [r["response"] for r in xs]).refused, xs
-    )
-    if args.taxonomy == "coconot":
-        result["coconot_category_baselines"] = {
-            "keyword": category_scores(keyword, coconot_test),
-            "embedding, shipped head": category_scores(emb, coconot_test),
-        }
+    path = os.path.join(ROOT, "refusal_tokens", "classifiers", "heads", f"cross-{args.taxonomy}.safetensors")
     if args.ship:
         rows = [r for v in sources.values() for r in sample_by_group(v, args.max_per_source)]
-        path = os.path.join(ROOT, "refusal_tokens", "classifiers", "heads", f"cross-{args.taxonomy}.safetensors")
         what = "xstest, jailbreakbench, refusal_direction, coconot train part, synthetic pairs"
         _, seconds = train(rows + synthetic, args, path, what)
         shipped = CrossEncoderRefusalClassifier(path)
-        result["shipped"] = {
+        result.setdefault("shipped", {})[args.taxonomy] = {
+            "config": name,
             "coconot_category": category_scores(shipped, coconot_test) if args.taxonomy == "coconot" else None,
             "train_seconds": seconds,
             "train_rows": len(rows) + len(synthetic),
             "file_bytes": os.path.getsize(path),
         }
+        write_results(args.out, result)
 
-    # Pairs per second, one run, same 512 pairs, this machine's threads.
-    pairs = sample_by_group(xs, 512, seed=1)[:512]
-    p, r = [x["prompt"] for x in pairs], [x["response"] for x in pairs]
-    speed = {}
-    path = os.path.join(ROOT, "refusal_tokens", "classifiers", "heads", f"cross-{args.taxonomy}.safetensors")
-    candidates = [("keyword", keyword), ("embedding (today's default)", emb)]
-    if os.path.isfile(path):
-        int8 = CrossEncoderRefusalClassifier(path, device="cpu", quantize=True)
-        candidates += [("cross-encoder fp32", CrossEncoderRefusalClassifier(path)),
-                       ("cross-encoder int8 (CPU)", int8)]  # fmt: skip
-        result["int8_agreement_xstest"] = sum(
-            a == b for a, b in zip(int8.classify(p, r).refused, candidates[2][1].classify(p, r).refused)
-        ) / len(p)
-    for name, clf in candidates:
-        clf.classify(p[:32], r[:32])
-        t = time.perf_counter()
-        clf.classify(p, r)
-        speed[name] = len(p) / (time.perf_counter() - t)
-    result["pairs_per_s"] = speed
+    if args.baselines:
+        xs = sources["xstest"]
+        emb = EmbeddingRefusalClassifier(taxonomy=args.taxonomy)
+        result["xstest_embedding_shipped"] = binary_scores(
+            emb.classify([r["prompt"] for r in xs], [r["response"] for r in xs]).refused, xs
+        )
+        if args.taxonomy == "coconot":
+            result["coconot_category_baselines"] = {
+                "keyword": category_scores(keyword, coconot_test),
+                "embedding, shipped head": category_scores(emb, coconot_test),
+            }
+        # Pairs per second, one run, the same 512 pairs, this machine's threads.
+        pairs = sample_by_group(xs, 512, seed=1)[:512]
+        p, r = [x["prompt"] for x in pairs], [x["response"] for x in pairs]
+        speed = {}
+        candidates = [("keyword", keyword), ("embedding (the earlier default)", emb)]
+        if os.path.isfile(path):
+            fp32 = CrossEncoderRefusalClassifier(path)
+            int8 = CrossEncoderRefusalClassifier(path, device="cpu", quantize=True)
+            candidates += [("cross-encoder fp32", fp32), ("cross-encoder int8 (CPU)", int8)]
+            result["int8_agreement_xstest"] = sum(
+                a == b for a, b in zip(int8.classify(p, r).refused, fp32.classify(p, r).refused)
+            ) / len(p)
+        for label, clf in candidates:
+            clf.classify(p[:32], r[:32])
+            t = time.perf_counter()
+            clf.classify(p, r)
+            speed[label] = len(p) / (time.perf_counter() - t)
+        result["pairs_per_s"] = speed
     write_results(args.out, result)
     text = report(result)
     print(text)
@@ -205,59 +234,63 @@ def _f(x: Any) -> str:
 
 
 def report(result: dict[str, Any]) -> str:
-    a = result["args"]
     lines = [
-        f"Made by `python bench/classifier_real.py --out bench/results/classifier_real.json --ship --benchmarks "
-        f"BENCHMARKS.md` on {result['device']} ({result['torch_threads']} threads); cross-encoder: LoRA r=16 on "
-        f"all-MiniLM-L6-v2, prompt 32 + answer {a['max_response_tokens']} tokens, {a['epochs']} epoch(s), at most "
-        f"{a['max_per_source']} training rows per source, {a['synthetic_per_category']} synthetic refusals per "
-        "category (and as many compliant pairs).",
+        "Made by `python bench/classifier_real.py` (one invocation per configuration, flags as named below; "
+        f"`--ship` for the shipped weights, `--baselines` for the baselines and speed) on {result.get('device')} "
+        f"({result.get('torch_threads')} threads). Cross-encoder: LoRA r=16 on all-MiniLM-L6-v2, prompt 32 + answer "
+        "tokens, 1,500 training rows per source at most (whole prompts), 60 synthetic refusals per category and as "
+        "many compliant pairs.",
         "",
         "Leave one source out (trained on every other source; measured on all of the left-out one):",
         "",
-        "| left out | labels | backend | accuracy | F1 | precision | recall | recall of partial refusals | n |",
+        "| left out | labels | classifier | accuracy | F1 | precision | recall | recall of partial refusals | n |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for held, m in result["loso"].items():
+
+    def row(held: str, label: str, s: dict[str, Any]) -> str:
         kind = "human (gold)" if held == "xstest" else "automatic (silver)"
-        for backend in ("cross-encoder", "keyword"):
-            s = m[backend]
-            lines.append(
-                f"| {held} | {kind} | {backend} | {_f(s['accuracy'])} | {_f(s['f1'])} | {_f(s['precision'])} | "
-                f"{_f(s['recall'])} | {_f(s['recall_partial_refusals'])} | {s['n']} |"
-            )
-    if "xstest_embedding_shipped" in result:
-        s = result["xstest_embedding_shipped"]
-        lines.append(
-            f"| xstest | human (gold) | embedding, shipped head (synthetic only) | {_f(s['accuracy'])} | "
-            f"{_f(s['f1'])} | {_f(s['precision'])} | {_f(s['recall'])} | {_f(s['recall_partial_refusals'])} | "
-            f"{s['n']} |"
+        return (
+            f"| {held} | {kind} | {label} | {_f(s['accuracy'])} | {_f(s['f1'])} | {_f(s['precision'])} | "
+            f"{_f(s['recall'])} | {_f(s['recall_partial_refusals'])} | {s['n']} |"
         )
-    if "coconot_category_baselines" not in result:
-        return _speed_lines(result, lines)
-    cats = sorted(result["coconot_category_baselines"]["keyword"]["per_category"])
-    lines += [
-        "",
-        "Category accuracy on the held-out half of the CoCoNot split (500 should-refuse prompts, one generic "
-        "refusal):",
-        "",
-        "| model | accuracy | " + " | ".join(cats) + " |",
-        "|---|---|" + "---|" * len(cats),
-    ]
-    rows = {f"cross-encoder without {k}": m["coconot_category"] for k, m in result["loso"].items()}
-    if "shipped" in result:
-        rows["**cross-encoder, shipped (every source)**"] = result["shipped"]["coconot_category"]
-    rows |= result.get("coconot_category_baselines", {})
-    for name, c in rows.items():
-        lines.append(f"| {name} | {_f(c['accuracy'])} | " + " | ".join(_f(c["per_category"][k]) for k in cats) + " |")
-    return _speed_lines(result, lines)
 
-
-def _speed_lines(result: dict[str, Any], lines: list[str]) -> str:
-    lines += ["", "Pairs per second on the same 512 XSTest pairs, this run:", "", "| backend | pairs/s |", "|---|---|"]
-    lines += [f"| {k} | {v:.0f} |" for k, v in result["pairs_per_s"].items()]
-    if "int8_agreement_xstest" in result:
-        lines += ["", f"int8 and fp32 cross-encoder decisions agree on {result['int8_agreement_xstest']:.3f} of them."]
+    for held in HELD_OUT:
+        measured = [(n, c["loso"][held]) for n, c in result["configs"].items() if held in c["loso"]]
+        for n, m in measured:
+            lines.append(row(held, f"cross-encoder ({n})", m["cross-encoder"]))
+        if measured:
+            lines.append(row(held, "keyword", measured[0][1]["keyword"]))
+        if held == "xstest" and "xstest_embedding_shipped" in result:
+            lines.append(row(held, "embedding, shipped head (synthetic only)", result["xstest_embedding_shipped"]))
+    cats_rows: dict[str, dict[str, Any]] = {}
+    for n, c in result["configs"].items():
+        for held, m in c["loso"].items():
+            if m.get("coconot_category"):
+                cats_rows[f"cross-encoder ({n}) without {held}"] = m["coconot_category"]
+    shipped = (result.get("shipped") or {}).get("coconot")
+    if shipped and shipped.get("coconot_category"):
+        cats_rows[f"**cross-encoder, shipped ({shipped['config']}, every source)**"] = shipped["coconot_category"]
+    cats_rows |= result.get("coconot_category_baselines", {})
+    if cats_rows:
+        cats = sorted(next(iter(cats_rows.values()))["per_category"])
+        lines += [
+            "",
+            "Category accuracy on the held-out half of the CoCoNot split (500 should-refuse prompts, one generic "
+            "refusal):",
+            "",
+            "| classifier | accuracy | " + " | ".join(cats) + " |",
+            "|---|---|" + "---|" * len(cats),
+        ]
+        for label, c in cats_rows.items():
+            lines.append(f"| {label} | {_f(c['accuracy'])} | " + " | ".join(_f(c["per_category"][k]) for k in cats)
+                         + " |")  # fmt: skip
+    if "pairs_per_s" in result:
+        lines += ["", "Pairs per second on the same 512 XSTest pairs, one run:", "", "| classifier | pairs/s |",
+                  "|---|---|"]  # fmt: skip
+        lines += [f"| {k} | {v:.0f} |" for k, v in result["pairs_per_s"].items()]
+        if "int8_agreement_xstest" in result:
+            lines += ["", f"int8 and fp32 cross-encoder decisions agree on {result['int8_agreement_xstest']:.3f} of "
+                      "those pairs."]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from .taxonomy import BRANCHES, RefusalTaxonomy
 from .utils.io import atomic_write_text
+from .utils.strict_yaml import load_yaml
 
 MODES = ("threshold", "scale")
 RULES = ("passing", "top")
@@ -20,18 +21,20 @@ _DEFAULTS = {"threshold": 0.5, "scale": 1.0}
 
 
 def threshold_choice(cat_p: Any, tau: Any, rule: str = "passing") -> tuple[Any, Any]:
-    """The threshold rule on category probabilities `(rows, C)` with thresholds `tau` `(C,)`.
+    """The threshold rule on category probabilities `(rows, C)` with thresholds `tau` `(C,)` (or `(rows, C)`: one
+    set per row, as a server with per-request thresholds has).
 
     `"passing"`: the most probable category among those with p >= their tau. `"top"`: the most probable category,
-    kept only if its p >= its own tau. Shared by `RefusalSettings.decide` and `RefusalTokenLogitsProcessor`, so
-    both decide alike. Pure tensor ops: no host sync.
+    kept only if its p >= its own tau. Shared by `RefusalSettings.decide`, `RefusalTokenLogitsProcessor` and the
+    vLLM processor (`serving`), so all decide alike. Pure tensor ops: no host sync.
 
     Returns:
         `(passed, best)`: whether a category passed (bool, `(rows,)`) and the index of the chosen one.
     """
     if rule == "top":
         best_p, best = cat_p.max(dim=-1)
-        return best_p >= tau.index_select(0, best), best
+        own = tau.index_select(0, best) if tau.ndim == 1 else tau.gather(1, best.unsqueeze(1)).squeeze(1)
+        return best_p >= own, best
     best_p, best = torch.where(cat_p >= tau, cat_p, -1.0).max(dim=-1)
     return best_p >= 0, best
 
@@ -169,13 +172,23 @@ class RefusalSettings:
             raise ValueError(
                 f"Unknown refusal-settings keys {sorted(unknown)}; allowed: mode, default, branches, categories, rule."
             )
+        for key in ("branches", "categories"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                raise ValueError(
+                    f"{key} must be a mapping of name -> value (e.g. {key}: {{privacy: 0.3}}), got "
+                    f"{type(data[key]).__name__} {data[key]!r}."
+                )
         return cls(**data)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> RefusalSettings:
         """Load settings from a YAML or JSON file."""
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+        data = load_yaml(path, mapping=False)  # duplicate keys are errors, naming the line
+        if data is None:
+            raise ValueError(
+                f"{path}: the file is empty; write the settings (mode, default, branches, categories, rule) or give "
+                "no thresholds file to use the defaults."
+            )
         try:
             return cls.from_dict(data)
         except (ValueError, TypeError) as e:

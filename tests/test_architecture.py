@@ -15,6 +15,7 @@ PACKAGE = os.path.join(os.path.dirname(__file__), "..", "refusal_tokens")
 TIERS = [
     {"taxonomy", "tokens", "settings", "peft", "utils"},  # the saved contract and its helpers
     {"inference"},
+    {"serving"},
     {"data"},
     {"classifiers", "evaluation"},
     {"training"},

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from refusal_tokens import add_refusal_tokens, build_chat_prompts, get_taxonomy
+from refusal_tokens import RefusalSettings, add_refusal_tokens, build_chat_prompts, get_taxonomy
 from refusal_tokens.cli import main
 from refusal_tokens.data.tagging import tag_example
 from refusal_tokens.recipes.base import warn_on_overlap
@@ -201,3 +202,43 @@ def test_test_prompts_seen_in_training_are_warned_about(caplog):
     finally:
         library.removeHandler(caplog.handler)
     assert "1 of 2 test prompts also occur in the training rows" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "the file is empty"),
+        ("categories: [unclear]\n", "categories must be a mapping of name -> value"),
+        ("branches: [cannot]\n", "branches must be a mapping"),
+        ("default: 0.4\ndefault: 0.6\n", "key 'default' is given twice (first on line 1)"),
+        ("categories: {privacy: true}\n", "must be a number"),
+    ],
+)
+def test_bad_thresholds_files_are_errors_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        RefusalSettings.from_file(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "the file is empty"),
+        ("refusal_rates: {unclear: true}\n", "refusal_rates['unclear']=True must be a number in [0, 1]"),
+        ("refusal_rates: [unclear]\n", "refusal_rates must be a mapping of category -> rate"),
+        ("refusal_rates: {privacy: .nan}\n", "must be a number in [0, 1]"),
+        ("max_over_refusal: true\n", "max_over_refusal=True must lie in [0, 1]"),
+        ("max_over_refusal: 0.1\nmax_over_refusal: 0.2\n", "key 'max_over_refusal' is given twice"),
+        ("- 0.1\n", "expected a mapping"),
+    ],
+)
+def test_bad_calibration_targets_are_errors_naming_the_file(tmp_path, text, message):
+    from refusal_tokens.evaluation.calibration import CalibrationTargets
+
+    path = tmp_path / "targets.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        CalibrationTargets.from_file(path)
+    assert str(path) in str(err.value)

@@ -290,6 +290,8 @@ def train_cross_encoder(
     max_prompt_tokens: int = 32,
     max_response_tokens: int = 96,
     weights: Sequence[float] | None = None,
+    prompt_dropout: float = 0.0,
+    category_weight: float = 1.0,
     seed: int = 0,
     device: str | None = None,
     info: Mapping[str, Any] | None = None,
@@ -313,6 +315,10 @@ def train_cross_encoder(
         lora_r, lora_alpha (*optional*, default to 16, 32): LoRA rank and scale.
         max_prompt_tokens, max_response_tokens (`int`, *optional*, default to 32, 96): Tokens kept of each side.
         weights (`Sequence[float]`, *optional*): A weight per row (e.g. to balance sources).
+        prompt_dropout (`float`, *optional*, defaults to 0.0): Share of rows shown with an empty prompt (their
+            category loss is skipped: the category is in the prompt), so the refuse-vs-comply decision is learned
+            from the answer and not from how harmful the prompt sounds.
+        category_weight (`float`, *optional*, defaults to 1.0): Weight of the category loss beside the gate's.
         seed (`int`, *optional*, defaults to 0): Seed of the initialisation and the batch order.
         device (`str`, *optional*): Defaults to CUDA when available.
         info (`Mapping`, *optional*): Stored in the file's metadata (data, sizes).
@@ -353,6 +359,11 @@ def train_cross_encoder(
     model.add_lora(lora_r, lora_alpha)
     model.to(device).train()
     encoded = encode_pairs(tokenizer, prompts, responses, max_prompt_tokens, max_response_tokens)
+    bare = (
+        encode_pairs(tokenizer, [""] * len(responses), responses, max_prompt_tokens, max_response_tokens)
+        if prompt_dropout > 0
+        else encoded
+    )
     gate_t = torch.tensor(gate_y)
     cat_t = torch.tensor(cat_y)
     row_w = torch.tensor(list(weights) if weights is not None else [1.0] * len(gate_y), dtype=torch.float)
@@ -378,8 +389,11 @@ def train_cross_encoder(
             rng.shuffle(fresh)
             order += fresh
         idx, order = order[:batch_size], order[batch_size:]
-        gate, cat = model(**_collate([encoded[i] for i in idx], tokenizer.pad_token_id, device))
+        dropped = [prompt_dropout > 0 and rng.random() < prompt_dropout for _ in idx]
+        batch = [bare[i] if d else encoded[i] for i, d in zip(idx, dropped)]
+        gate, cat = model(**_collate(batch, tokenizer.pad_token_id, device))
         g, c, w = gate_t[idx].to(device), cat_t[idx].to(device), row_w[idx].to(device)
+        c = torch.where(torch.tensor(dropped, device=device), torch.full_like(c, -100), c)
         gate_loss = torch.nn.functional.binary_cross_entropy_with_logits(
             gate, g, weight=w, pos_weight=pos_weight.to(device)
         )
@@ -387,7 +401,7 @@ def train_cross_encoder(
         if (c >= 0).any():
             ce = torch.nn.functional.cross_entropy(cat, c.clamp(min=0), weight=cat_w, reduction="none")
             keep = (c >= 0).float() * w
-            loss = loss + (ce * keep).sum() / keep.sum()
+            loss = loss + category_weight * (ce * keep).sum() / keep.sum().clamp(min=1e-9)
         loss.backward()
         opt.step()
         sched.step()
@@ -403,6 +417,8 @@ def train_cross_encoder(
         max_prompt_tokens=max_prompt_tokens,
         max_response_tokens=max_response_tokens,
         epochs=epochs,
+        prompt_dropout=prompt_dropout,
+        category_weight=category_weight,
         batch_size=batch_size,
         learning_rate=learning_rate,
         n=len(gate_y),

@@ -18,6 +18,7 @@ from ..settings import RULES, THRESHOLDS_FILE, RefusalSettings
 from ..taxonomy import RefusalTaxonomy
 from ..utils.io import atomic_write_json
 from ..utils.logging import get_logger
+from ..utils.strict_yaml import load_yaml
 from .metrics import refusal_rates
 from .plots import save_calibration_plots
 
@@ -57,11 +58,21 @@ class CalibrationTargets:
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ValueError(f"rule={self.rule!r} is not one of {RULES}.")
+        if self.refusal_rates is not None and not isinstance(self.refusal_rates, dict):
+            raise ValueError(
+                f"refusal_rates must be a mapping of category -> rate (e.g. refusal_rates: {{privacy: 0.9}}), got "
+                f"{type(self.refusal_rates).__name__} {self.refusal_rates!r}."
+            )
         self.refusal_rates = dict(self.refusal_rates or {})
         for name, rate in self.refusal_rates.items():
-            if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            # bool is an int in Python: `true` would be taken as a rate of 1.0
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
                 raise ValueError(f"refusal_rates[{name!r}]={rate!r} must be a number in [0, 1].")
-        if self.max_over_refusal is not None and not 0.0 <= self.max_over_refusal <= 1.0:
+        if self.max_over_refusal is not None and (
+            isinstance(self.max_over_refusal, bool)
+            or not isinstance(self.max_over_refusal, (int, float))
+            or not 0.0 <= self.max_over_refusal <= 1.0
+        ):
             raise ValueError(f"max_over_refusal={self.max_over_refusal!r} must lie in [0, 1].")
         if not self.refusal_rates and self.max_over_refusal is None:
             raise ValueError("Give refusal_rates per category, max_over_refusal, or both.")
@@ -69,10 +80,12 @@ class CalibrationTargets:
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> CalibrationTargets:
         """Load targets from YAML or JSON (keys `refusal_rates`, `max_over_refusal`, `default_threshold`)."""
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+        data = load_yaml(path, mapping=False)  # duplicate keys are errors, naming the line
+        if data is None:
+            raise ValueError(f"{path}: the file is empty; give refusal_rates per category and/or max_over_refusal.")
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping (refusal_rates, max_over_refusal, ...), got "
+                             f"{type(data).__name__}.")  # fmt: skip
         unknown = set(data) - {"refusal_rates", "max_over_refusal", "default_threshold", "rule"}
         if unknown:
             raise ValueError(
