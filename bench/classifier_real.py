@@ -101,7 +101,9 @@ def train(rows: list[dict], args: argparse.Namespace, output: str | None, what: 
 
 
 def config_name(args: argparse.Namespace) -> str:
-    """A configuration's name: what differs from the defaults (`base` when nothing does)."""
+    """A configuration's name: `--name`, else what differs from the defaults (`base` when nothing does)."""
+    if args.name:
+        return args.name
     parts = [f"dropout {args.prompt_dropout}"] if args.prompt_dropout else []
     parts += [f"category x{args.category_weight:g}"] if args.category_weight != 1.0 else []
     parts += [f"{args.epochs:g} epochs"] if args.epochs != 1.0 else []
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--max-response-tokens", type=int, default=96)
     parser.add_argument("--prompt-dropout", type=float, default=0.0)
     parser.add_argument("--category-weight", type=float, default=1.0)
+    parser.add_argument("--name", default=None, help="Name of the configuration (default: the flags that differ).")
     parser.add_argument("--held-out", nargs="*", default=list(HELD_OUT), choices=HELD_OUT)
     parser.add_argument("--ship", action="store_true", help="Train on every source; write the package's weights.")
     parser.add_argument("--baselines", action="store_true", help="Measure the keyword/embedding baselines and speed.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -89,9 +90,22 @@ def load_taxonomy(source: Any) -> RefusalTaxonomy:
         `ValueError`: if no taxonomy is stored there.
     """
     if isinstance(source, (str, os.PathLike)):
-        if os.path.isdir(source):
+        if not os.path.isdir(source):
+            raise ValueError(f"{source!r} is not a directory holding a saved refusal-tokens checkpoint.")
+        if os.path.isfile(os.path.join(source, "refusal_taxonomy.json")):
             return RefusalTaxonomy.from_pretrained(source)
-        raise ValueError(f"{source!r} is not a directory holding a saved refusal-tokens checkpoint.")
+        # `add_refusal_tokens` + `save_pretrained` store it in the tokenizer's and the model's config files
+        for name in ("tokenizer_config.json", "config.json"):
+            path = os.path.join(source, name)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    data = json.load(f).get(TAXONOMY_KEY)
+                if data is not None:
+                    return RefusalTaxonomy.from_dict(data)
+        raise ValueError(
+            f"{source}: no refusal taxonomy in refusal_taxonomy.json, tokenizer_config.json or config.json; was it "
+            "saved after add_refusal_tokens? Pass the taxonomy explicitly otherwise."
+        )
     data = getattr(source, "init_kwargs", {}).get(TAXONOMY_KEY)
     if data is None:
         config = getattr(source, "config", None)

@@ -242,3 +242,45 @@ def test_bad_calibration_targets_are_errors_naming_the_file(tmp_path, text, mess
     with pytest.raises(ValueError, match=re.escape(message)) as err:
         CalibrationTargets.from_file(path)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "targets, size, message",
+    [
+        (
+            {"respond": float("nan"), "privacy": 1.0},
+            None,
+            "targets['respond']=nan: a share must be a number in [0, 1]",
+        ),
+        ({"respond": -0.2, "privacy": 1.2}, None, "targets['respond']=-0.2"),
+        ({"respond": "0.5", "privacy": 0.5}, None, "targets['respond']='0.5'"),
+        ({"respond": True, "privacy": 0.0}, None, "targets['respond']=True"),
+        ({"respond": 0.5, "privacy": 0.5}, 0, "size=0: the mix needs at least one output row"),
+        ({"respond": 0.5, "privacy": 0.5}, 100_000, "each repeated about 10000 times"),
+    ],
+)
+def test_bad_mix_targets_and_sizes_are_errors(targets, size, message):
+    from datasets import Dataset
+
+    from refusal_tokens.classifiers import KeywordRefusalClassifier
+    from refusal_tokens.data.mixing import mix_datasets
+
+    rows = [{"prompt": "What is my neighbour's address?", "completion": "I can't share someone's address."}] * 5
+    rows += [{"prompt": f"Explain topic {i}.", "completion": "Sure, here it is."} for i in range(5)]
+    clf = KeywordRefusalClassifier("cannot-should-not")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        mix_datasets([Dataset.from_list(rows)], "cannot-should-not", clf, targets=targets, size=size)
+
+
+def test_load_taxonomy_of_a_directory_saved_with_save_pretrained(tmp_path):
+    from refusal_tokens import load_taxonomy
+
+    tok = build_tiny_tokenizer()
+    model = build_tiny_model(tok)
+    add_refusal_tokens(model, tok, "coconot")
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")  # what the README says is enough: no refusal_taxonomy.json written
+    assert load_taxonomy(str(tmp_path / "m")).names == get_taxonomy("coconot").names
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no refusal taxonomy in refusal_taxonomy.json, tokenizer_config.json"):
+        load_taxonomy(str(tmp_path / "empty"))

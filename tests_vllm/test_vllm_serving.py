@@ -181,3 +181,32 @@ def test_vllm_serve_with_the_openai_client(tiny_export, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.mark.slow
+def test_smollm2_with_refusal_tokens_decides_as_transformers_does(tmp_path):
+    """The real architecture and chat template: SmolLM2-135M-Instruct (`builtin:`) with the coconot tokens."""
+    from refusal_tokens import add_refusal_tokens
+    from refusal_tokens.data.real import load_builtin_corpus
+    from refusal_tokens.inference.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer("builtin:smollm2-135m-instruct")
+    add_refusal_tokens(model, tok, "coconot", init="description")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    prompts = [r["prompt"] for r in load_builtin_corpus("coconot", split="test")[:24]]
+    llm = LLM(model=str(tmp_path), logits_processors=[RefusalTokensLogitsProcessor], **LLM_ARGS)
+    taxonomy = load_taxonomy(tok)
+    ids = tok.convert_tokens_to_ids([taxonomy.respond_token, *taxonomy.tokens])
+    for settings in ({"default": 0.01}, {"default": 0.01, "rule": "top"}, {"default": 0.5}):
+        outs = _generate(llm, tok, prompts, {"refusal": settings}, max_tokens=1)
+        got = [o.token_ids[0] for o in outs]
+        tok.padding_side = "left"
+        enc = tok(build_chat_prompts(tok, prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+        proc = RefusalTokenLogitsProcessor.from_tokenizer(tok, RefusalSettings.from_dict(settings))
+        with torch.no_grad():
+            want = model.generate(**enc, logits_processor=[proc], max_new_tokens=1, do_sample=False)
+        want = want[:, enc["input_ids"].shape[1]].tolist()
+        assert all(t in ids for t in got)
+        agree = sum(a == b for a, b in zip(got, want)) / len(got)
+        assert agree >= 0.95, (settings, agree)  # float32 kernels differ: a prompt on a threshold may flip

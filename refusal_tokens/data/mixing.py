@@ -17,6 +17,7 @@ from typing import Any
 
 from ..taxonomy import RESPOND_LABEL, RefusalTaxonomy, get_taxonomy
 from ..utils.io import atomic_write_json
+from ..utils.logging import get_logger
 from .formats import LabelColumns, TaggingError, detect_format, prompt_and_response
 from .tagging import as_label_columns, tag_dataset
 
@@ -345,10 +346,21 @@ def mix_datasets(
     return tagged, report
 
 
+logger = get_logger(__name__)
+
+MAX_REPEATS = 100
+"""Most times a mix may repeat the rows of a class on average (a target share far above the data's: the output
+would be that class's few rows copied over and over, which a training run memorises)."""
+
+
 def _check_target_shares(targets: Mapping[str, float], columns: Sequence[str]) -> None:
     unknown = [c for c in targets if c not in columns]
     if unknown:
         raise ValueError(f"targets name unknown classes {unknown}; classes are {list(columns)}.")
+    for c, share in targets.items():
+        # bool is an int in Python; NaN fails every comparison, so it is named here rather than in the sum
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            raise ValueError(f"targets[{c!r}]={share!r}: a share must be a number in [0, 1].")
     if abs(sum(targets.values()) - 1.0) > 1e-6:
         raise ValueError(f"target shares sum to {sum(targets.values()):.4f}; they must sum to 1.")
 
@@ -364,7 +376,21 @@ def _quota_indices(
     empty = [c for c, share in targets.items() if share > 0 and report.before.get(c, 0) == 0]
     if empty:
         raise ValueError(f"targets ask for classes with no rows: {empty}; add data for them or set their share to 0.")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ValueError(f"size={size!r}: the mix needs at least one output row (leave size out for as many rows as "
+                         "the data has).")  # fmt: skip
     total = size if size is not None else sum(report.before.values())
+    for c, share in targets.items():
+        n = report.before.get(c, 0)
+        if share > 0 and n and round(share * total) > MAX_REPEATS * n:
+            raise ValueError(
+                f"targets[{c!r}]={share} of {total} rows asks for {round(share * total)} {c!r} rows from {n}: each "
+                f"repeated about {round(share * total) // n} times (more than {MAX_REPEATS}); lower its share or "
+                "the size, or add data."
+            )
+        if share > 0 and n and round(share * total) > 10 * n:
+            logger.warning("mix: %d %r rows from %d (each about %d times); a model memorises repeated rows",
+                           round(share * total), c, n, round(share * total) // n)  # fmt: skip
     rng = random.Random(seed)
     by_class: dict[str, list[int]] = {}
     for i, lab in enumerate(labels):

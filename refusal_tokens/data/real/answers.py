@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...taxonomy import RESPOND_LABEL, RefusalTaxonomy, get_taxonomy
-from ..synthetic.corpus import refusal_wordings
+from ..synthetic.corpus import GENERIC_REFUSALS, refusal_wordings
 from . import load_builtin_corpus
 from .coconot_split import COCONOT_WORDING_SOURCES
 
@@ -137,14 +137,22 @@ def _category(row: dict[str, Any], taxonomy: RefusalTaxonomy) -> str:
     return source if source in taxonomy.names else ANY_REFUSAL
 
 
+GENERIC_SHARE = 0.5
+"""Share of CoCoNot's should-refuse prompts paired with a wording that names no category ("I can't help with this
+one."): a classifier must then read the category from the request, as it must on real answers that refuse without
+saying why (with category wordings only, the cross-encoder learned the category from the wording: 0.57 category
+accuracy on CoCoNot's held-out half with one generic refusal)."""
+
+
 def coconot_answers(
     data_dir: str, taxonomy: RefusalTaxonomy | str = "coconot", split: str = "train"
 ) -> list[dict[str, Any]]:
     """CoCoNot rows of one part of the built-in split (`refusal_tokens/data/real/coconot`; MIT):
 
     - its should-refuse prompts, each with a refusal wording of its category (`refusal_wordings`, chosen by the
-      prompt's id), labelled with the category (`coconot` taxonomy; other taxonomies through
-      `COCONOT_WORDING_SOURCES`, else `ANY_REFUSAL`): this is what teaches categories;
+      prompt's id) or, for `GENERIC_SHARE` of them, a wording that names no category (`GENERIC_REFUSALS` but the
+      first, which the benchmarks pair with held-out prompts), labelled with the category (`coconot` taxonomy;
+      other taxonomies through `COCONOT_WORDING_SOURCES`, else `ANY_REFUSAL`): this is what teaches categories;
     - its preference prompts with their `chosen` answers (real compliant answers; `respond`), read from
       `coconot/coconot_pref.jsonl` in `data_dir`.
     """
@@ -159,8 +167,11 @@ def coconot_answers(
         group = f"coconot/{r['id']}"
         if r["kind"] == "refusal":
             label = _category(r, taxonomy)
+            key = int(r["id"], 36)
             pool = cs_wordings.get(label) or wordings[r["refusal_label"]]
-            response = pool[int(r["id"], 36) % len(pool)]
+            if (key // 7) % 100 < GENERIC_SHARE * 100:
+                pool = GENERIC_REFUSALS[1:]
+            response = pool[key % len(pool)]
             out.append(_row(r["prompt"], response, label, "coconot", group))
         elif r["origin"] == "coconot_pref.jsonl":
             answer = chosen.get(" ".join(r["prompt"].split()).lower())
