@@ -376,3 +376,20 @@ def test_export_push_to_hub_uploads_exactly_the_folder(recipe_run, tmp_path, mon
     assert calls[1][:3] == ("upload_folder", str(export), "me/model")
     assert calls[1][3] == sorted(os.listdir(export)) and "README.md" in calls[1][3]
     assert info["pushed_to"].endswith("/commit/0")
+
+
+def test_a_missing_or_cut_adapter_file_names_the_path(recipe_run, tmp_path, monkeypatch):
+    import shutil
+
+    from refusal_tokens.inference.models import load_refusal_model
+
+    monkeypatch.setenv("REFUSAL_TOKENS_CACHE", str(recipe_run["tmp"] / "cache"))
+    broken = tmp_path / "run"
+    shutil.copytree(recipe_run["out"], broken)
+    weights = broken / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])  # cut: an interrupted copy
+    with pytest.raises(ValueError, match=re.escape(f"{weights}: unreadable")):
+        load_refusal_model(str(broken))
+    weights.unlink()
+    with pytest.raises(ValueError, match="adapter_config.json but no adapter_model.safetensors"):
+        load_refusal_model(str(broken))

@@ -69,9 +69,25 @@ def load_refusal_model(path_or_name: str, adapter: str | None = None, **model_kw
     if adapter is not None:
         from peft import PeftModel
 
+        weights = [
+            f for f in ("adapter_model.safetensors", "adapter_model.bin") if os.path.isfile(os.path.join(adapter, f))
+        ]
+        if os.path.isdir(adapter) and not weights:
+            raise ValueError(
+                f"{adapter}: adapter_config.json but no adapter_model.safetensors; the run that wrote it did not "
+                "finish saving (rerun it, or resume from a checkpoint)."
+            )
         tokenizer = _for_generation(AutoTokenizer.from_pretrained(adapter))
         if TAXONOMY_KEY not in tokenizer.init_kwargs:
             raise ValueError(f"{adapter}: its tokenizer carries no refusal tokens; was it saved by the recipe?")
         add_refusal_tokens(model, tokenizer, load_taxonomy(tokenizer))  # resize before loading the adapter
-        model = PeftModel.from_pretrained(model, adapter)
+        try:
+            model = PeftModel.from_pretrained(model, adapter)
+        except Exception as e:  # a cut file raises safetensors' own error, which names no path
+            if type(e).__name__ not in ("SafetensorError", "HeaderTooLarge", "EOFError", "UnpicklingError"):
+                raise
+            raise ValueError(
+                f"{os.path.join(adapter, weights[0])}: unreadable ({type(e).__name__}: {e}); the file is cut or "
+                "corrupt: rerun the training that wrote it."
+            ) from None
     return model.eval(), tokenizer
