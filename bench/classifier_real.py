@@ -240,9 +240,9 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "Made by `python bench/classifier_real.py` (one invocation per configuration, flags as named below; "
         f"`--ship` for the shipped weights, `--baselines` for the baselines and speed) on {result.get('device')} "
-        f"({result.get('torch_threads')} threads). Cross-encoder: LoRA r=16 on all-MiniLM-L6-v2, prompt 32 + answer 96 "
-        "tokens, 1,500 training rows per source at most (whole prompts), 60 synthetic refusals per category and as "
-        "many compliant pairs.",
+        f"({result.get('torch_threads')} threads). Cross-encoder: LoRA r=16 on all-MiniLM-L6-v2, prompt 32 + "
+        "answer 96 tokens, 1,500 training rows per source at most (whole prompts), 60 synthetic refusals per "
+        "category and as many compliant pairs.",
         "",
         "Leave one source out (trained on every other source; measured on all of the left-out one):",
         "",
