@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--model", default="outputs/quickstart-export")
     parser.add_argument("--prompts", type=int, default=300, help="CoCoNot held-out prompts (seeded sample).")
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--skip-reference", action="store_true", help="Only the throughput ratio and the rates.")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -60,7 +61,7 @@ def main() -> None:
     ids = tok.convert_tokens_to_ids([taxonomy.respond_token, *taxonomy.tokens])
     want = []
     with torch.no_grad():
-        for start in range(0, len(chat), 32):
+        for start in range(0, 0 if args.skip_reference else len(chat), 32):
             enc = tok(chat[start : start + 32], return_tensors="pt", padding=True, add_special_tokens=False)
             out = model.generate(**enc, logits_processor=[proc], max_new_tokens=1, do_sample=False)
             want += [labels[ids.index(t)] for t in out[:, enc["input_ids"].shape[1]].tolist()]
@@ -102,12 +103,18 @@ def main() -> None:
     result = {
         "model": args.model,
         "prompts": len(rows),
-        "first_token_agreement_with_transformers": sum(a == b for a, b in zip(got, want)) / len(rows),
+        "first_token_agreement_with_transformers": (
+            sum(a == b for a, b in zip(got, want)) / len(rows) if want else None
+        ),
         "refusal_rates_defaults": rates(got),
         "refusal_rates_safety_concerns_0.1": rates(got_override),
         "tokens_per_s_ratio_with_vs_without_processor": (tokens / with_s) / (bare_tokens / bare_s),
         "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
     }
+    if args.out and os.path.isfile(args.out):  # keep what an earlier run measured that this one skipped
+        with open(args.out, encoding="utf-8") as f:
+            earlier = json.load(f)
+        result = {**earlier, **{k: v for k, v in result.items() if v is not None}}
     write_results(args.out, result)
     print(json.dumps(result, indent=2))
 

@@ -201,10 +201,16 @@ class RefusalTokensLogitsProcessor(_Admission, LogitsProcessor):
         if self._packed is None or self._packed["tau"].shape[0] != n:
             rows = [self._rows[i][0] if i in self._rows else None for i in range(n)]
             self._packed = self.state.to_device(pack_rows(rows, len(self.state.taxonomy)))
-        first = self.state.to_device(
-            {"first": torch.tensor([i in self._rows and not self._rows[i][1] for i in range(n)], dtype=torch.bool)}
-        )["first"]
+        first_host = [i in self._rows and not self._rows[i][1] for i in range(n)]
         p = self._packed
+        if not any(first_host):
+            # No request is at its first position (a host-side list check, no device sync): only the tokens are
+            # forbidden, without the decision's softmax over the whole vocabulary.
+            if len(self._rows) == n:
+                return logits.index_fill(1, self.state.all_ids, float("-inf"))
+            masked = logits.index_fill(1, self.state.all_ids, float("-inf"))
+            return torch.where(p["active"].unsqueeze(1), masked, logits)
+        first = self.state.to_device({"first": torch.tensor(first_host, dtype=torch.bool)})["first"]
         return refusal_logits(
             logits, first=first, active=p["active"], tau=p["tau"], log_s=p["log_s"], scale=p["scale"],
             top=p["top"], all_ids=self.state.all_ids,
