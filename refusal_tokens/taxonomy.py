@@ -25,6 +25,7 @@ ZERO_WIDTH_SPACE = "\u200b"
 """Key of the taxonomy in a tokenizer's `init_kwargs` and a model's config (stored by `add_refusal_tokens`)."""
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_TAXONOMY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PLAIN_WORD_RE = re.compile(r"^[\w\-']+$")
 """A token string made only of word characters: ordinary text (a user's prompt) would contain it."""
 
@@ -82,6 +83,11 @@ class RefusalTaxonomy:
 
     def validate(self) -> None:
         """Raise `ValueError` if the taxonomy is empty or has duplicate / malformed names, tokens or branches."""
+        if not isinstance(self.name, str) or not _TAXONOMY_NAME_RE.match(self.name):
+            raise ValueError(
+                f"taxonomy name {self.name!r} must match {_TAXONOMY_NAME_RE.pattern} (letters, digits, '_', '-', "
+                "'.'; no '/'): it names files, such as the classifier weights looked up for it."
+            )
         if not self.categories:
             raise ValueError(f"Taxonomy {self.name!r} has no categories: give at least one refusal category.")
         seen_names: set[str] = set()

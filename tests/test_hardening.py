@@ -284,3 +284,21 @@ def test_load_taxonomy_of_a_directory_saved_with_save_pretrained(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no refusal taxonomy in refusal_taxonomy.json, tokenizer_config.json"):
         load_taxonomy(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("name", ["../../etc/x", "a/b", "", "with space", ".hidden"])
+def test_taxonomy_names_that_are_not_safe_file_names_are_refused(name):
+    from refusal_tokens.taxonomy import RefusalTaxonomy
+
+    cats = [{"name": "privacy", "branch": "should_not", "description": "private data"}]
+    with pytest.raises(ValueError, match="taxonomy name .* must match"):
+        RefusalTaxonomy.from_dict({"name": name, "categories": cats})
+
+
+@pytest.mark.parametrize("name", ["../elsewhere.json", "/tmp/x.json", "sub/dir.json", "..", ""])
+def test_results_file_must_stay_inside_output_dir(name):
+    from refusal_tokens.recipes.arguments import RefusalEvalArguments
+
+    with pytest.raises(ValueError, match="must be a plain file name"):
+        RefusalEvalArguments(results_file=name)
+    assert RefusalEvalArguments(results_file="eval.json").results_file == "eval.json"

@@ -9,6 +9,7 @@ on the command line are an error; command-line flags override the YAML.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -301,6 +302,10 @@ class RefusalEvalArguments:
     def __post_init__(self) -> None:
         if not 0.0 <= self.default_threshold <= 1.0:
             raise ValueError(f"default_threshold={self.default_threshold} must lie in [0, 1].")
+        name = self.results_file
+        # written inside output_dir: a path would write elsewhere (or over another run's files)
+        if not name or name != os.path.basename(name) or name in (".", "..") or "\\" in name:
+            raise ValueError(f"results_file={name!r} must be a plain file name (it is written inside output_dir).")
 
 
 RECIPE_KEY_FIELDS = (
