@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import os
-import random
 import sys
 import time
 from typing import Any
@@ -32,23 +31,6 @@ DATA = os.path.join(ROOT, "..", "shared", "data")
 GENERIC_REFUSAL = "I'm sorry, but I can't help with that request."
 HELD_OUT = ("xstest", "jailbreakbench", "refusal_direction")
 logger = logging.getLogger("bench.classifier_real")
-
-
-def sample_by_group(rows: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
-    """At most about `limit` rows, whole prompt groups at a time (a seeded sample)."""
-    if limit is None or len(rows) <= limit:
-        return rows
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r["group"], []).append(r)
-    keys = sorted(groups)
-    random.Random(seed).shuffle(keys)
-    out: list[dict] = []
-    for k in keys:
-        if len(out) >= limit:
-            break
-        out += groups[k]
-    return out
 
 
 def binary_scores(pred: list[bool], rows: list[dict]) -> dict[str, Any]:
@@ -139,7 +121,7 @@ def main() -> None:
     from refusal_tokens.classifiers import EmbeddingRefusalClassifier, KeywordRefusalClassifier
     from refusal_tokens.classifiers.cross_encoder import CrossEncoderRefusalClassifier
     from refusal_tokens.data.real import load_builtin_corpus
-    from refusal_tokens.data.real.answers import load_answer_source
+    from refusal_tokens.data.real.answers import load_answer_source, sample_by_group
     from refusal_tokens.data.synthetic import synthetic_classifier_pairs
 
     result: dict[str, Any] = {"configs": {}}

@@ -10,13 +10,12 @@ The shipped cross-encoder weights are reproduced by
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..classifiers import SentenceEmbedder, pair_features, train_cross_encoder, train_embedding_head
 from ..data.loading import read_rows
-from ..data.real.answers import ANSWER_SOURCES, load_answer_source
+from ..data.real.answers import ANSWER_SOURCES, load_answer_source, sample_by_group
 from ..data.synthetic import synthetic_classifier_pairs
 from ..inference.builtin import cache_dir
 from ..inference.models import load_model_and_tokenizer
@@ -65,23 +64,6 @@ class TrainClassifierArguments:
     seed: int = field(default=0, metadata={"help": "Seed of the synthetic pairs."})
 
 
-def _sample_groups(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
-    """At most about `limit` rows, whole prompts at a time (a seeded sample)."""
-    if limit is None or len(rows) <= limit:
-        return rows
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r["group"], []).append(r)
-    keys = sorted(groups)
-    random.Random(seed).shuffle(keys)
-    out: list[dict] = []
-    for k in keys:
-        if len(out) >= limit:
-            break
-        out += groups[k]
-    return out
-
-
 def labelled_pairs(args: TrainClassifierArguments) -> tuple[list[tuple[str, str, str]], str]:
     """`(prompt, response, label)` pairs and a description of where they came from: `--data`, the real answer
     sources of `--real_data`, and the synthetic pairs (unless `--per_category 0`, or `--data` alone)."""
@@ -98,7 +80,7 @@ def labelled_pairs(args: TrainClassifierArguments) -> tuple[list[tuple[str, str,
         parts.append(args.data)
     if args.real_data:
         for name in args.sources:
-            rows = _sample_groups(load_answer_source(name, args.real_data, args.taxonomy), args.max_per_source,
+            rows = sample_by_group(load_answer_source(name, args.real_data, args.taxonomy), args.max_per_source,
                                   args.seed)  # fmt: skip
             pairs += [(r["prompt"], r["response"], r["label"]) for r in rows]
             parts.append(f"{name} ({len(rows)} rows)")

@@ -5,6 +5,7 @@ call these, and the tests check them against `RefusalTokenLogitsProcessor` in th
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -71,7 +72,7 @@ class ServingPolicy:
     def from_env(cls) -> ServingPolicy:
         """The policy of `$REFUSAL_TOKENS_POLICY`, or the permissive default when it is unset."""
         path = os.environ.get(POLICY_ENV)
-        return cls.from_file(path) if path else cls()
+        return _policy_file(path) if path else cls()
 
     def check_names(self, taxonomy: RefusalTaxonomy) -> None:
         """Raise `ValueError` for a locked or capped name that is neither a category nor a branch."""
@@ -86,6 +87,12 @@ class ServingPolicy:
         return [
             float(self.max_thresholds.get(c.name, self.max_thresholds.get(c.branch, 1.0))) for c in taxonomy.categories
         ]
+
+
+@functools.lru_cache(maxsize=8)
+def _policy_file(path: str) -> ServingPolicy:
+    """`ServingPolicy.from_file`, read once per path: vLLM checks every request at admission."""
+    return ServingPolicy.from_file(path)
 
 
 def check_request(

@@ -29,6 +29,7 @@ trl, datasets, wandb or matplotlib.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -132,6 +133,14 @@ class _RefusalState:
         return {k: (v.pin_memory() if pin else v).to(self.device, non_blocking=pin) for k, v in packed.items()}
 
 
+@functools.lru_cache(maxsize=4)
+def _admission_model(model_dir: str | None) -> tuple[Any, RefusalSettings]:
+    """The served model's taxonomy (`None` when unknown) and defaults, read once per folder, not per request."""
+    if not model_dir:
+        return None, RefusalSettings()
+    return load_taxonomy(AutoTokenizer.from_pretrained(model_dir)), load_defaults(model_dir)
+
+
 class _Admission:
     """The class-level half both adapters share: the operator's policy and the per-request check vLLM runs at
     admission (in its front-end process)."""
@@ -148,11 +157,7 @@ class _Admission:
         request = (getattr(sampling_params, "extra_args", None) or {}).get(REQUEST_KEY)
         if request is None:
             return
-        taxonomy = None
-        model_dir = os.environ.get(MODEL_ENV)
-        if model_dir:
-            taxonomy = load_taxonomy(AutoTokenizer.from_pretrained(model_dir))
-        base = load_defaults(model_dir) if model_dir else RefusalSettings()
+        taxonomy, base = _admission_model(os.environ.get(MODEL_ENV))
         check_request(request, cls.get_policy(), base, taxonomy)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -177,6 +178,24 @@ def coconot_answers(
             answer = chosen.get(" ".join(r["prompt"].split()).lower())
             if answer:
                 out.append(_row(r["prompt"], answer, RESPOND_LABEL, "coconot", group))
+    return out
+
+
+def sample_by_group(rows: list[dict[str, Any]], limit: int | None, seed: int = 0) -> list[dict[str, Any]]:
+    """At most about `limit` rows, whole prompt groups at a time (a seeded sample), so no prompt is split between a
+    sample and the rest."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["group"], []).append(r)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    out: list[dict[str, Any]] = []
+    for k in keys:
+        if len(out) >= limit:
+            break
+        out += groups[k]
     return out
 
 
